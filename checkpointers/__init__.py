@@ -1,0 +1,55 @@
+"""checkpointers: encrypted, durable checkpoints for LangGraph and pydantic-graph.
+
+The core is framework-free: `EncryptedStore` writes records encrypted with a `KeyRing`
+into a `Store` (memory, SQLite, Redis, PostgreSQL, Azure Blob, or tiers of them).
+Framework adapters live in the `adapters` package.
+"""
+
+from checkpointers.crypto import KeyEncryptionKey, KeyRing, LocalKey
+from checkpointers.encrypted import DEFAULT_TENANT, EncryptedStore, Entry
+from checkpointers.errors import (
+    CheckpointersError,
+    ConfigurationError,
+    ConflictError,
+    IntegrityError,
+    KeyUnavailableError,
+    MissingDependencyError,
+    RecordNotFoundError,
+    RecordTooLargeError,
+    SerializationError,
+    StoreUnavailableError,
+)
+from checkpointers.portal import Portal
+from checkpointers.record import Claim, Query, Record, RecordId
+from checkpointers.stores import MemoryStore, SqliteStore, Store
+from checkpointers.urls import open_store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_TENANT",
+    "CheckpointersError",
+    "Claim",
+    "ConfigurationError",
+    "ConflictError",
+    "EncryptedStore",
+    "Entry",
+    "IntegrityError",
+    "KeyEncryptionKey",
+    "KeyRing",
+    "KeyUnavailableError",
+    "LocalKey",
+    "MemoryStore",
+    "MissingDependencyError",
+    "Portal",
+    "Query",
+    "Record",
+    "RecordId",
+    "RecordNotFoundError",
+    "RecordTooLargeError",
+    "SerializationError",
+    "SqliteStore",
+    "Store",
+    "StoreUnavailableError",
+    "open_store",
+]

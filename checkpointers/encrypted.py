@@ -1,0 +1,409 @@
+"""`EncryptedStore`: the core record API that adapters use.
+
+It turns plaintext into encrypted records bound to their identity, computes blind-index
+tokens for exact-match filters, applies the tenant and the expiry, and decrypts what it
+reads. Adapters know frameworks; stores know bytes; this layer joins them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import Any
+
+from typing_extensions import Self
+
+from checkpointers.crypto.keyring import KeyRing
+from checkpointers.errors import (
+    ConfigurationError,
+    ConflictError,
+    IntegrityError,
+    RecordTooLargeError,
+    SerializationError,
+)
+from checkpointers.record import Claim, Query, Record, RecordId
+from checkpointers.stores.base import Store
+from checkpointers.urls import open_store, parse_identifier
+
+__all__ = ["DEFAULT_TENANT", "EncryptedStore", "Entry"]
+
+DEFAULT_TENANT = "default"
+DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
+_INDEX_KEY_KIND = "__index_key__"
+_INDEX_KEY_ID = "v1"
+_INDEX_KEY_SIZE = 32
+_TOKEN_HEX = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A decrypted record: its routing fields and its plaintext `data`."""
+
+    record: Record
+    data: bytes = field(repr=False)
+
+    @property
+    def id(self) -> RecordId:
+        return self.record.id
+
+
+class EncryptedStore:
+    """Encrypts and authenticates every body written to a `Store`.
+
+    Args:
+        store: the backend. Borrowed: `aclose()` closes it only when `owns_store`.
+        keys: the key ring.
+        tenant: tenant of every record written and read through this object.
+        ttl: seconds until what is written expires (None: never).
+        max_record_bytes: refuse plaintext bodies larger than this.
+        owns_store: close `store` on `aclose()` (set by `from_url`).
+        migrate: run the store's `setup()` on first use.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        keys: KeyRing,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        ttl: float | None = None,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        owns_store: bool = False,
+        migrate: bool = True,
+    ) -> None:
+        self.store = store
+        self.keys = keys
+        self.tenant = parse_identifier(tenant)
+        self.ttl = ttl
+        self.max_record_bytes = max_record_bytes
+        self._owns_store = owns_store
+        self._migrate = migrate
+        self._ready = False
+        self._index_keys: dict[str, bytes] = {}
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str | Sequence[str],
+        *,
+        keys: KeyRing | None = None,
+        tenant: str | None = None,
+        ttl: float | None = None,
+        migrate: bool = True,
+        **store_options: Any,
+    ) -> EncryptedStore:
+        """Open the store(s) at `url`; a list of URLs makes tiers, hottest first.
+
+        `keys=None` reads local keys from `CHECKPOINTERS_KEY` / `CHECKPOINTERS_KEY_FILE`.
+        `tenant` and `ttl` override the URL's `tenant=` and `ttl=` options.
+
+        Raises:
+            ConfigurationError: malformed URL, unknown option, no key configured.
+            MissingDependencyError: the extra for a scheme is not installed.
+        """
+        ring = keys if keys is not None else KeyRing.from_env()
+        if isinstance(url, str):
+            store, common = open_store(url, **store_options)
+        else:
+            urls = list(url)
+            if not urls:
+                raise ConfigurationError("an empty list of store URLs")
+            if len(urls) == 1:
+                store, common = open_store(urls[0], **store_options)
+            else:
+                raise ConfigurationError("tiered storage (a list of URLs) is not available yet")
+        return cls(
+            store,
+            ring,
+            tenant=tenant or common.get("tenant", DEFAULT_TENANT),
+            ttl=ttl if ttl is not None else common.get("ttl"),
+            owns_store=True,
+            migrate=migrate,
+        )
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        """Create or migrate the backend schema (idempotent)."""
+        await self.store.setup()
+        self._ready = True
+
+    async def _ensure_ready(self) -> None:
+        if not self._ready and self._migrate:
+            await self.setup()
+        self._ready = True
+
+    async def aclose(self) -> None:
+        """Close the store if this object opened it. Idempotent."""
+        if self._owns_store:
+            await self.store.aclose()
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._ensure_ready()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- identities and tokens ------------------------------------------------------
+
+    def record_id(self, thread: str, namespace: str, kind: str, key: str) -> RecordId:
+        """The identity of a record of this tenant."""
+        return RecordId(self.tenant, thread, namespace, kind, key)
+
+    async def _index_key(self) -> bytes:
+        key = self._index_keys.get(self.tenant)
+        if key is not None:
+            return key
+        await self._ensure_ready()
+        rid = self.record_id("", "", _INDEX_KEY_KIND, _INDEX_KEY_ID)
+        found = await self.get(rid)
+        if found is None:
+            fresh = secrets.token_bytes(_INDEX_KEY_SIZE)
+            try:
+                await self.put(rid, fresh, expected_version=0, ttl=None)
+                found_data = fresh
+            except ConflictError:
+                # Another process created it first: use theirs.
+                entry = await self.get(rid)
+                if entry is None:
+                    raise
+                found_data = entry.data
+        else:
+            found_data = found.data
+        if len(found_data) != _INDEX_KEY_SIZE:
+            raise IntegrityError(f"{rid.describe()}: blind-index key has a wrong size")
+        self._index_keys[self.tenant] = found_data
+        return found_data
+
+    async def tokens(self, index: Mapping[str, Any]) -> frozenset[str]:
+        """Blind-index tokens for exact-match lookup of `name == value` pairs.
+
+        Values are canonical JSON; the token is a keyed HMAC, so equal values give equal
+        tokens and nothing about the value can be read from a token without the key.
+
+        Raises:
+            SerializationError: a value is not JSON-serializable.
+        """
+        if not index:
+            return frozenset()
+        key = await self._index_key()
+        out = set()
+        for name, value in index.items():
+            try:
+                canonical = json.dumps(
+                    [name, value], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+                )
+            except (TypeError, ValueError):
+                raise SerializationError(
+                    f"index value for {name!r} is not JSON-serializable"
+                ) from None
+            digest = hmac.new(key, canonical.encode("utf-8"), hashlib.sha256).hexdigest()
+            out.add(digest[:_TOKEN_HEX])
+        return frozenset(out)
+
+    # -- writes -----------------------------------------------------------------------
+
+    async def seal(
+        self,
+        record_id: RecordId,
+        data: bytes,
+        *,
+        sort: str = "",
+        group: str = "",
+        status: str = "",
+        index: Mapping[str, Any] | None = None,
+        ttl: float | bool | None = True,
+        lease_until: float | None = None,
+    ) -> Record:
+        """Encrypt `data` into a `Record` bound to `record_id`, without writing it.
+
+        `ttl=True` uses the store's default expiry, None means never, a number is seconds.
+
+        Raises:
+            RecordTooLargeError: `data` is above `max_record_bytes`.
+            SerializationError: an index value is not JSON-serializable.
+        """
+        if record_id.tenant != self.tenant:
+            raise ConfigurationError("a record id of another tenant")
+        if len(data) > self.max_record_bytes:
+            raise RecordTooLargeError(
+                f"{record_id.describe()}: {len(data)} bytes exceeds "
+                f"max_record_bytes={self.max_record_bytes}"
+            )
+        seconds = self.ttl if ttl is True else (None if ttl is False else ttl)
+        body = await self.keys.encrypt(data, record_id.aad(), record=record_id.describe())
+        return Record(
+            id=record_id,
+            body=body,
+            sort=sort,
+            group=group,
+            status=status,
+            tokens=await self.tokens(index) if index else frozenset(),
+            expires_at=None if seconds is None else time.time() + float(seconds),
+            lease_until=lease_until,
+        )
+
+    async def put(
+        self,
+        record_id: RecordId,
+        data: bytes,
+        *,
+        expected_version: int | None = None,
+        sort: str = "",
+        group: str = "",
+        status: str = "",
+        index: Mapping[str, Any] | None = None,
+        ttl: float | bool | None = True,
+        lease_until: float | None = None,
+    ) -> int:
+        """Encrypt and write one record; returns the new row version.
+
+        Raises:
+            ConflictError: `expected_version` did not match (0: the record exists).
+            RecordTooLargeError, SerializationError, StoreUnavailableError.
+        """
+        await self._ensure_ready()
+        record = await self.seal(
+            record_id,
+            data,
+            sort=sort,
+            group=group,
+            status=status,
+            index=index,
+            ttl=ttl,
+            lease_until=lease_until,
+        )
+        return await self.store.put(record, expected_version=expected_version)
+
+    async def put_records(self, records: Sequence[Record], *, if_absent: bool = False) -> None:
+        """Write sealed records atomically (see `seal`)."""
+        await self._ensure_ready()
+        for record in records:
+            if record.id.tenant != self.tenant:
+                raise ConfigurationError("a record of another tenant")
+        await self.store.put_many(records, if_absent=if_absent)
+
+    async def update(
+        self,
+        entry: Entry,
+        data: bytes | None = None,
+        *,
+        status: str | None = None,
+        lease_until: float | bool | None = False,
+    ) -> Entry:
+        """Compare-and-set: rewrite `entry` if nobody changed it since it was read.
+
+        `lease_until=False` keeps the current lease.
+
+        Raises:
+            ConflictError: the record changed (or vanished) since `entry` was read.
+        """
+        old = entry.record
+        new_data = entry.data if data is None else data
+        body = (
+            old.body
+            if data is None
+            else await self.keys.encrypt(new_data, old.id.aad(), record=old.id.describe())
+        )
+        record = replace(
+            old,
+            body=body,
+            status=old.status if status is None else status,
+            lease_until=old.lease_until if lease_until is False else lease_until,
+        )
+        version = await self.store.put(record, expected_version=old.version)
+        return Entry(replace(record, version=version), new_data)
+
+    # -- reads ------------------------------------------------------------------------
+
+    async def open(self, record: Record) -> Entry:
+        """Decrypt a record read from the store.
+
+        Raises:
+            IntegrityError: tampered, truncated, moved or not encrypted.
+            KeyUnavailableError: its key is not in the ring or unreachable.
+        """
+        if record.id.tenant != self.tenant:
+            raise IntegrityError(f"{record.id.describe()}: returned for tenant {self.tenant!r}")
+        data = await self.keys.decrypt(record.body, record.id.aad(), record=record.id.describe())
+        return Entry(record, data)
+
+    async def get(self, record_id: RecordId) -> Entry | None:
+        """The decrypted record, or None when absent or expired."""
+        await self._ensure_ready()
+        record = await self.store.get(record_id)
+        if record is None:
+            return None
+        if record.id != record_id:
+            raise IntegrityError(f"{record_id.describe()}: the store returned another record")
+        return await self.open(record)
+
+    def query(self, **fields: Any) -> Query:
+        """A `Query` scoped to this tenant."""
+        return Query(tenant=self.tenant, **fields)
+
+    async def find(self, query: Query) -> list[Entry]:
+        """Decrypted records matching `query` (which must be scoped to this tenant)."""
+        if query.tenant != self.tenant:
+            raise ConfigurationError("a query for another tenant")
+        await self._ensure_ready()
+        return [await self.open(record) for record in await self.store.find(query)]
+
+    async def find_records(self, query: Query) -> list[Record]:
+        """Records matching `query`, still encrypted (routing fields only)."""
+        if query.tenant != self.tenant:
+            raise ConfigurationError("a query for another tenant")
+        await self._ensure_ready()
+        return await self.store.find(query)
+
+    async def latest(self, query: Query) -> Entry | None:
+        """The decrypted record with the greatest `sort` matching `query`."""
+        found = await self.find(replace(query, limit=1, descending=True))
+        return found[0] if found else None
+
+    async def claim(self, claim: Claim) -> Entry | None:
+        """Atomically claim and decrypt the oldest claimable record, or None."""
+        if claim.tenant != self.tenant:
+            raise ConfigurationError("a claim for another tenant")
+        await self._ensure_ready()
+        record = await self.store.claim(claim)
+        return None if record is None else await self.open(record)
+
+    # -- deletes ----------------------------------------------------------------------
+
+    async def delete(self, record_ids: Sequence[RecordId]) -> int:
+        """Delete records of this tenant; returns how many existed."""
+        if any(rid.tenant != self.tenant for rid in record_ids):
+            raise ConfigurationError("a record id of another tenant")
+        await self._ensure_ready()
+        return await self.store.delete(record_ids)
+
+    async def delete_thread(self, thread: str) -> int:
+        """Delete a thread or run of this tenant, every namespace and kind."""
+        await self._ensure_ready()
+        return await self.store.delete_thread(self.tenant, thread)
+
+    async def erase_tenant(self) -> int:
+        """Delete every record of this tenant, its blind-index key included."""
+        await self._ensure_ready()
+        self._index_keys.pop(self.tenant, None)
+        return await self.store.delete_tenant(self.tenant)
+
+    def __repr__(self) -> str:
+        return f"EncryptedStore(store={type(self.store).__name__}, tenant={self.tenant!r})"

@@ -1,0 +1,150 @@
+"""`MemoryStore`: records in a dict, for tests and ephemeral runs.
+
+It is also the reference implementation of the store protocol: the other stores must
+behave as this one does in the shared suite.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from checkpointers.errors import ConflictError
+from checkpointers.record import Claim, Query, Record, RecordId
+from checkpointers.stores.base import Store
+
+__all__ = ["MemoryStore"]
+
+
+def _order(record: Record) -> tuple[str, RecordId]:
+    return (record.sort, record.id)
+
+
+class MemoryStore(Store):
+    """A store in process memory. Every method runs without awaiting, hence atomically."""
+
+    def __init__(self) -> None:
+        self._records: dict[RecordId, Record] = {}
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> MemoryStore:
+        if options:
+            raise TypeError(f"memory:// takes no options, got {sorted(options)}")
+        return cls()
+
+    def _live(self, record_id: RecordId, now: float) -> Record | None:
+        record = self._records.get(record_id)
+        if record is not None and record.expires_at is not None and record.expires_at <= now:
+            return None
+        return record
+
+    async def get(self, record_id: RecordId) -> Record | None:
+        return self._live(record_id, time.time())
+
+    async def put(self, record: Record, *, expected_version: int | None = None) -> int:
+        now = time.time()
+        current = self._live(record.id, now)
+        current_version = 0 if current is None else current.version
+        if expected_version is not None and expected_version != current_version:
+            raise ConflictError(
+                f"{record.id.describe()}: version is {current_version}, expected {expected_version}"
+            )
+        stored_version = self._records[record.id].version if record.id in self._records else 0
+        version = max(current_version, stored_version) + 1
+        self._records[record.id] = replace(record, version=version, updated_at=now)
+        return version
+
+    async def put_many(self, records: Sequence[Record], *, if_absent: bool = False) -> None:
+        now = time.time()
+        for record in records:
+            current = self._live(record.id, now)
+            if if_absent and current is not None:
+                continue
+            stored = self._records.get(record.id)
+            version = (stored.version if stored is not None else 0) + 1
+            self._records[record.id] = replace(record, version=version, updated_at=now)
+
+    async def find(self, query: Query) -> list[Record]:
+        now = time.time()
+        found = sorted(
+            (r for r in self._records.values() if query.matches(r, now)),
+            key=_order,
+            reverse=query.descending,
+        )
+        return found if query.limit is None else found[: query.limit]
+
+    async def claim(self, claim: Claim) -> Record | None:
+        now = time.time()
+        candidates = sorted(
+            (r for r in self._records.values() if claim.claimable(r, now)), key=_order
+        )
+        if not candidates:
+            return None
+        chosen = candidates[0]
+        claimed = replace(
+            chosen,
+            status=claim.to_status,
+            lease_until=claim.lease_until,
+            version=chosen.version + 1,
+            updated_at=now,
+        )
+        self._records[chosen.id] = claimed
+        return claimed
+
+    async def delete(self, record_ids: Sequence[RecordId]) -> int:
+        now = time.time()
+        count = 0
+        for rid in record_ids:
+            record = self._records.pop(rid, None)
+            if record is not None and (record.expires_at is None or record.expires_at > now):
+                count += 1
+        return count
+
+    def _delete_where(self, keep: Any) -> int:
+        doomed = [rid for rid in self._records if not keep(rid)]
+        for rid in doomed:
+            del self._records[rid]
+        return len(doomed)
+
+    async def delete_thread(self, tenant: str, thread: str) -> int:
+        return self._delete_where(lambda rid: (rid.tenant, rid.thread) != (tenant, thread))
+
+    async def delete_tenant(self, tenant: str) -> int:
+        return self._delete_where(lambda rid: rid.tenant != tenant)
+
+    async def threads(
+        self, tenant: str | None, *, after: str | None = None, limit: int = 100
+    ) -> list[tuple[str, str]]:
+        now = time.time()
+        pairs = {
+            (r.id.tenant, r.id.thread)
+            for r in self._records.values()
+            if (tenant is None or r.id.tenant == tenant)
+            and r.id.thread
+            and (after is None or r.id.thread > after)
+            and (r.expires_at is None or r.expires_at > now)
+        }
+        return sorted(pairs, key=lambda p: (p[1], p[0]))[:limit]
+
+    async def scan(self, after: RecordId | None = None, *, limit: int = 500) -> list[Record]:
+        ids = sorted(rid for rid in self._records if after is None or rid > after)[:limit]
+        return [self._records[rid] for rid in ids]
+
+    async def sweep(self, *, now: float | None = None, limit: int = 1000) -> int:
+        moment = time.time() if now is None else now
+        doomed = [
+            rid
+            for rid, r in self._records.items()
+            if r.expires_at is not None and r.expires_at <= moment
+        ][:limit]
+        for rid in doomed:
+            del self._records[rid]
+        return len(doomed)
+
+    async def ping(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(records={len(self._records)})"
