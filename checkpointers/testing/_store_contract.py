@@ -1,0 +1,382 @@
+"""The shared store suite: the behaviour every `Store` must have.
+
+Subclass `StoreContract` and provide a `store` fixture yielding a fresh, empty, set-up
+store. Expiry is tested with explicit `expires_at` values, never with sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import replace
+
+import pytest
+
+from checkpointers.encrypted import EncryptedStore
+from checkpointers.errors import ConflictError, IntegrityError, KeyUnavailableError
+from checkpointers.record import Claim, Query, Record, RecordId
+from checkpointers.stores.base import Store
+from checkpointers.testing._keys import deterministic_key_ring
+
+__all__ = ["StoreContract"]
+
+
+def _rid(thread: str = "t1", key: str = "k1", *, tenant: str = "acme", kind: str = "doc",
+         namespace: str = "") -> RecordId:  # fmt: skip
+    return RecordId(tenant, thread, namespace, kind, key)
+
+
+def _record(rid: RecordId, body: bytes = b"\x00body\xff", **fields: object) -> Record:
+    return Record(id=rid, body=body, **fields)  # type: ignore[arg-type]
+
+
+def _keys(records: list[Record]) -> list[str]:
+    return [r.id.key for r in records]
+
+
+class StoreContract:
+    """Behaviour shared by every store. Provide a `store` fixture in the subclass."""
+
+    # -- round trips ------------------------------------------------------------------
+
+    async def test_get_absent_returns_none(self, store: Store) -> None:
+        """A record that was never written reads as None."""
+        assert await store.get(_rid()) is None
+
+    async def test_put_get_round_trip_keeps_every_field(self, store: Store) -> None:
+        """Body bytes and every routing field come back exactly as written."""
+        rid = _rid()
+        body = bytes(range(256)) * 3
+        written = _record(
+            rid, body, sort="0003", group="g1", status="created",
+            tokens=frozenset({"ab" * 16, "cd" * 16}), expires_at=time.time() + 3600,
+            lease_until=1234.5,
+        )  # fmt: skip
+        assert await store.put(written) == 1
+        got = await store.get(rid)
+        assert got is not None
+        assert got.id == rid
+        assert got.body == body
+        assert (got.sort, got.group, got.status) == ("0003", "g1", "created")
+        assert got.tokens == written.tokens
+        assert got.expires_at == pytest.approx(written.expires_at)
+        assert got.lease_until == pytest.approx(1234.5)
+        assert got.version == 1
+        assert got.updated_at > 0
+
+    async def test_put_overwrites_and_bumps_version(self, store: Store) -> None:
+        """An upsert replaces the body and increments the row version."""
+        rid = _rid()
+        assert await store.put(_record(rid, b"one")) == 1
+        assert await store.put(_record(rid, b"two")) == 2
+        got = await store.get(rid)
+        assert got is not None and (got.body, got.version) == (b"two", 2)
+
+    # -- compare-and-set ----------------------------------------------------------------
+
+    async def test_insert_if_absent_conflicts_when_present(self, store: Store) -> None:
+        """expected_version=0 creates once, then raises ConflictError."""
+        rid = _rid()
+        assert await store.put(_record(rid, b"first"), expected_version=0) == 1
+        with pytest.raises(ConflictError):
+            await store.put(_record(rid, b"second"), expected_version=0)
+        got = await store.get(rid)
+        assert got is not None and got.body == b"first"
+
+    async def test_stale_version_conflicts(self, store: Store) -> None:
+        """A write with an outdated version raises ConflictError and changes nothing."""
+        rid = _rid()
+        await store.put(_record(rid, b"v1"))
+        assert await store.put(_record(rid, b"v2"), expected_version=1) == 2
+        with pytest.raises(ConflictError):
+            await store.put(_record(rid, b"stale"), expected_version=1)
+        with pytest.raises(ConflictError):
+            await store.put(_record(_rid(key="absent"), b"x"), expected_version=3)
+        got = await store.get(rid)
+        assert got is not None and (got.body, got.version) == (b"v2", 2)
+
+    async def test_concurrent_compare_and_set_has_one_winner(self, store: Store) -> None:
+        """Of many writers racing on one version, exactly one wins."""
+        rid = _rid()
+        await store.put(_record(rid, b"base"))
+
+        async def attempt(n: int) -> bool:
+            try:
+                await store.put(_record(rid, f"w{n}".encode()), expected_version=1)
+            except ConflictError:
+                return False
+            return True
+
+        results = await asyncio.gather(*(attempt(n) for n in range(20)))
+        assert sum(results) == 1
+        got = await store.get(rid)
+        assert got is not None and got.version == 2
+
+    # -- batches ------------------------------------------------------------------------
+
+    async def test_put_many_writes_all(self, store: Store) -> None:
+        """put_many stores every record of the batch."""
+        records = [_record(_rid(key=f"k{i}"), f"b{i}".encode(), sort=f"{i:04}") for i in range(5)]
+        await store.put_many(records)
+        found = await store.find(Query(tenant="acme", kind="doc", thread="t1"))
+        assert _keys(found) == [f"k{i}" for i in range(5)]
+        assert [r.body for r in found] == [f"b{i}".encode() for i in range(5)]
+
+    async def test_put_many_if_absent_keeps_existing(self, store: Store) -> None:
+        """if_absent=True skips records that exist and inserts the others."""
+        await store.put(_record(_rid(key="a"), b"old"))
+        await store.put_many(
+            [_record(_rid(key="a"), b"new"), _record(_rid(key="b"), b"fresh")], if_absent=True
+        )
+        a, b = await store.get(_rid(key="a")), await store.get(_rid(key="b"))
+        assert a is not None and (a.body, a.version) == (b"old", 1)
+        assert b is not None and b.body == b"fresh"
+
+    async def test_put_many_upsert_replaces(self, store: Store) -> None:
+        """Without if_absent, put_many replaces existing records."""
+        await store.put(_record(_rid(key="a"), b"old"))
+        await store.put_many([_record(_rid(key="a"), b"new")])
+        a = await store.get(_rid(key="a"))
+        assert a is not None and (a.body, a.version) == (b"new", 2)
+
+    async def test_put_many_empty_is_noop(self, store: Store) -> None:
+        """An empty batch does nothing and does not fail."""
+        await store.put_many([])
+        assert await store.find(Query(tenant=None)) == []
+
+    # -- queries ------------------------------------------------------------------------
+
+    async def _seed(self, store: Store) -> None:
+        records = [
+            _record(_rid("t1", f"c{i}"), sort=f"{i:04}", group=f"g{i % 2}",
+                    status="created" if i % 3 else "done",
+                    tokens=frozenset({"aa" * 16} | ({"bb" * 16} if i % 2 else set())))
+            for i in range(6)
+        ] + [
+            _record(_rid("t2", "c9"), sort="0009"),
+            _record(_rid("t1", "n0", namespace="sub"), sort="0010"),
+            _record(_rid("t1", "x0", kind="other"), sort="0011"),
+        ]  # fmt: skip
+        await store.put_many(records)
+
+    async def test_find_orders_and_limits(self, store: Store) -> None:
+        """Results are ordered by sort, ascending or descending, then cut at limit."""
+        await self._seed(store)
+        q = Query(tenant="acme", kind="doc", thread="t1", namespace="")
+        assert _keys(await store.find(q)) == ["c0", "c1", "c2", "c3", "c4", "c5"]
+        desc = replace(q, descending=True, limit=2)
+        assert _keys(await store.find(desc)) == ["c5", "c4"]
+        assert _keys(await store.find(replace(q, limit=0))) == []
+
+    async def test_find_pages_with_before_and_after(self, store: Store) -> None:
+        """before/after compare strictly with sort."""
+        await self._seed(store)
+        q = Query(tenant="acme", kind="doc", thread="t1", namespace="")
+        assert _keys(await store.find(replace(q, before="0002"))) == ["c0", "c1"]
+        assert _keys(await store.find(replace(q, after="0003"))) == ["c4", "c5"]
+        page = replace(q, descending=True, before="0004", limit=2)
+        assert _keys(await store.find(page)) == ["c3", "c2"]
+
+    async def test_find_filters_on_routing_fields(self, store: Store) -> None:
+        """thread, namespace, group, statuses and kind narrow the selection."""
+        await self._seed(store)
+        base = Query(tenant="acme", kind="doc")
+        assert _keys(await store.find(replace(base, thread="t2"))) == ["c9"]
+        assert _keys(await store.find(replace(base, namespace="sub"))) == ["n0"]
+        assert _keys(await store.find(replace(base, group="g1"))) == ["c1", "c3", "c5"]
+        done = await store.find(replace(base, statuses=("done",)))
+        assert _keys(done) == ["c0", "c3"]
+        assert _keys(await store.find(Query(tenant="acme", kind="other"))) == ["x0"]
+        every = await store.find(Query(tenant="acme"))
+        assert len(every) == 9
+
+    async def test_find_requires_every_token(self, store: Store) -> None:
+        """A record matches only if it carries all the queried tokens."""
+        await self._seed(store)
+        q = Query(tenant="acme", kind="doc", thread="t1")
+        assert len(await store.find(replace(q, tokens=("aa" * 16,)))) == 6
+        both = await store.find(replace(q, tokens=("aa" * 16, "bb" * 16)))
+        assert _keys(both) == ["c1", "c3", "c5"]
+        assert await store.find(replace(q, tokens=("cc" * 16,))) == []
+
+    async def test_latest_is_greatest_sort(self, store: Store) -> None:
+        """latest() returns the record with the greatest sort key."""
+        await self._seed(store)
+        latest = await store.latest(Query(tenant="acme", kind="doc", thread="t1", namespace=""))
+        assert latest is not None and latest.id.key == "c5"
+        assert await store.latest(Query(tenant="acme", kind="doc", thread="nope")) is None
+
+    async def test_tenants_are_isolated(self, store: Store) -> None:
+        """The same identity in two tenants is two records; queries never cross tenants."""
+        await store.put(_record(_rid(tenant="acme"), b"a"))
+        await store.put(_record(_rid(tenant="globex"), b"g"))
+        a, g = await store.get(_rid(tenant="acme")), await store.get(_rid(tenant="globex"))
+        assert a is not None and g is not None and (a.body, g.body) == (b"a", b"g")
+        found = await store.find(Query(tenant="globex"))
+        assert [r.body for r in found] == [b"g"]
+        assert await store.delete_tenant("globex") == 1
+        assert await store.get(_rid(tenant="acme")) is not None
+        assert await store.get(_rid(tenant="globex")) is None
+
+    # -- claims -------------------------------------------------------------------------
+
+    async def test_claim_takes_oldest_and_sets_status(self, store: Store) -> None:
+        """claim() returns the oldest claimable record with its new status and version."""
+        await store.put_many(
+            [_record(_rid("run", f"s{i}", kind="snap"), sort=f"{i:04}", status="created")
+             for i in (2, 0, 1)]
+        )  # fmt: skip
+        claim = Claim("acme", "run", "snap", ("created",), "pending", lease_until=99.0)
+        first = await store.claim(claim)
+        assert first is not None
+        assert (first.id.key, first.status, first.version) == ("s0", "pending", 2)
+        assert first.lease_until == pytest.approx(99.0)
+        stored = await store.get(first.id)
+        assert stored is not None and stored.status == "pending"
+        second = await store.claim(claim)
+        assert second is not None and second.id.key == "s1"
+
+    async def test_claim_returns_none_when_nothing_claimable(self, store: Store) -> None:
+        """No record in a claimable status: claim() returns None."""
+        await store.put(_record(_rid("run", "s0", kind="snap"), status="success"))
+        assert await store.claim(Claim("acme", "run", "snap", ("created",), "pending")) is None
+
+    async def test_concurrent_claims_take_each_record_once(self, store: Store) -> None:
+        """Many claimers at once: every record is claimed exactly once."""
+        await store.put_many(
+            [_record(_rid("run", f"s{i:03}", kind="snap"), sort=f"{i:04}", status="created")
+             for i in range(40)]
+        )  # fmt: skip
+        claim = Claim("acme", "run", "snap", ("created",), "pending")
+        results = await asyncio.gather(*(store.claim(claim) for _ in range(60)))
+        claimed = [r.id.key for r in results if r is not None]
+        assert sorted(claimed) == [f"s{i:03}" for i in range(40)]
+
+    async def test_claim_reclaims_expired_lease_only_when_asked(self, store: Store) -> None:
+        """A record whose lease ended is claimable with reclaim_expired, not without."""
+        now = time.time()
+        await store.put_many([
+            _record(_rid("run", "dead", kind="snap"), sort="0001", status="running",
+                    lease_until=now - 10),
+            _record(_rid("run", "alive", kind="snap"), sort="0000", status="running",
+                    lease_until=now + 3600),
+        ])  # fmt: skip
+        plain = Claim("acme", "run", "snap", ("created",), "pending")
+        assert await store.claim(plain) is None
+        reclaim = replace(plain, reclaim_expired=True, lease_until=now + 60)
+        got = await store.claim(reclaim)
+        assert got is not None and (got.id.key, got.status) == ("dead", "pending")
+        assert await store.claim(reclaim) is None
+
+    # -- expiry -------------------------------------------------------------------------
+
+    async def test_expired_records_are_invisible_and_swept(self, store: Store) -> None:
+        """Past expires_at: get/find/claim ignore the record and sweep deletes it."""
+        now = time.time()
+        await store.put_many([
+            _record(_rid(key="old"), sort="1", status="created", expires_at=now - 1),
+            _record(_rid(key="new"), sort="2", status="created", expires_at=now + 3600),
+            _record(_rid(key="forever"), sort="3"),
+        ])  # fmt: skip
+        assert await store.get(_rid(key="old")) is None
+        assert _keys(await store.find(Query(tenant="acme"))) == ["new", "forever"]
+        assert await store.claim(Claim("acme", "t1", "doc", ("created",), "x")) is not None
+        await store.sweep(now=now + 1)
+        assert [r.id.key for r in await store.scan()] == ["forever", "new"]
+        assert await store.sweep(now=now + 7200) == 1
+        assert [r.id.key for r in await store.scan()] == ["forever"]
+
+    async def test_expired_record_can_be_created_again(self, store: Store) -> None:
+        """Insert-if-absent treats an expired record as absent."""
+        rid = _rid()
+        await store.put(_record(rid, b"old", expires_at=time.time() - 1))
+        await store.put(_record(rid, b"new"), expected_version=0)
+        await store.put_many([_record(_rid(key="k2"), b"x", expires_at=time.time() - 1)])
+        await store.put_many([_record(_rid(key="k2"), b"y")], if_absent=True)
+        got, got2 = await store.get(rid), await store.get(_rid(key="k2"))
+        assert got is not None and got.body == b"new"
+        assert got2 is not None and got2.body == b"y"
+
+    # -- deletes ------------------------------------------------------------------------
+
+    async def test_delete_is_idempotent(self, store: Store) -> None:
+        """delete() counts the records that existed; deleting again counts zero."""
+        await store.put_many([_record(_rid(key="a")), _record(_rid(key="b"))])
+        assert await store.delete([_rid(key="a"), _rid(key="zzz")]) == 1
+        assert await store.delete([_rid(key="a")]) == 0
+        assert _keys(await store.find(Query(tenant="acme"))) == ["b"]
+
+    async def test_delete_thread_removes_all_namespaces_and_kinds(self, store: Store) -> None:
+        """delete_thread() removes every record of the thread and nothing else."""
+        await self._seed(store)
+        assert await store.delete_thread("acme", "t1") == 8
+        assert await store.delete_thread("acme", "t1") == 0
+        assert _keys(await store.find(Query(tenant="acme"))) == ["c9"]
+
+    # -- listing for operations ---------------------------------------------------------
+
+    async def test_threads_lists_distinct_threads_in_pages(self, store: Store) -> None:
+        """threads() lists each (tenant, thread) once, in order, after a cursor."""
+        await store.put_many(
+            [_record(_rid(f"t{i}", f"k{j}"), sort=str(j)) for i in range(5) for j in range(2)]
+            + [_record(_rid("t9", tenant="other"))]
+        )
+        assert await store.threads("acme", limit=3) == [("acme", "t0"), ("acme", "t1"),
+                                                        ("acme", "t2")]  # fmt: skip
+        assert await store.threads("acme", after="t2") == [("acme", "t3"), ("acme", "t4")]
+        assert ("other", "t9") in await store.threads(None)
+
+    async def test_scan_walks_everything_in_identity_order(self, store: Store) -> None:
+        """scan() pages through every record by identity."""
+        await self._seed(store)
+        seen: list[RecordId] = []
+        after = None
+        while True:
+            page = await store.scan(after, limit=4)
+            if not page:
+                break
+            seen += [r.id for r in page]
+            after = page[-1].id
+        assert seen == sorted(seen)
+        assert len(seen) == 9
+
+    async def test_ping_answers(self, store: Store) -> None:
+        """ping() returns when the backend is up."""
+        await store.ping()
+
+    # -- fail closed through the encrypted layer ---------------------------------------
+
+    async def test_encrypted_round_trip_and_tamper_detection(self, store: Store) -> None:
+        """A flipped bit, a moved body or plaintext in the store raises, never returns data."""
+        enc = EncryptedStore(store, deterministic_key_ring(), tenant="acme")
+        rid, other = enc.record_id("t1", "", "doc", "a"), enc.record_id("t2", "", "doc", "a")
+        secret = f"canary-{uuid.uuid4()}".encode()
+        await enc.put(rid, secret)
+        await enc.put(other, b"other")
+        entry = await enc.get(rid)
+        assert entry is not None and entry.data == secret
+        raw = await store.get(rid)
+        assert raw is not None and secret not in raw.body
+        flipped = bytearray(raw.body)
+        flipped[-1] ^= 0x01
+        await store.put(replace(raw, body=bytes(flipped)))
+        with pytest.raises(IntegrityError):
+            await enc.get(rid)
+        moved = await store.get(other)
+        assert moved is not None
+        await store.put(replace(moved, id=rid))
+        with pytest.raises(IntegrityError):
+            await enc.get(rid)
+        await store.put(replace(raw, body=secret))
+        with pytest.raises(IntegrityError):
+            await enc.get(rid)
+
+    async def test_encrypted_record_under_unknown_key_is_refused(self, store: Store) -> None:
+        """A record written under a key the reader lacks raises KeyUnavailableError."""
+        writer = EncryptedStore(store, deterministic_key_ring("writer"), tenant="acme")
+        reader = EncryptedStore(store, deterministic_key_ring("reader"), tenant="acme")
+        rid = writer.record_id("t1", "", "doc", "a")
+        await writer.put(rid, b"data")
+        with pytest.raises(KeyUnavailableError):
+            await reader.get(rid)
