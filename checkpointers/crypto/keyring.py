@@ -266,6 +266,9 @@ class KeyRing:
         if not envelope.flags & FLAG_ZSTD:
             return body
         try:
+            # A frame's declared size overrides max_output_size in zstandard: check it too.
+            if zstandard.frame_content_size(body) > self.max_plaintext:
+                raise zstandard.ZstdError("declared size above max_plaintext")
             return zstandard.ZstdDecompressor().decompress(body, max_output_size=self.max_plaintext)
         except zstandard.ZstdError:
             raise IntegrityError(f"{record}: compressed body is malformed or too large") from None

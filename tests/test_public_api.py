@@ -1,0 +1,71 @@
+"""The public surface: sorted __all__, importable names, nothing secret in reprs."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+import checkpointers
+from checkpointers import EncryptedStore, MemoryStore, Portal
+from checkpointers.testing import deterministic_key_ring
+
+PUBLIC_MODULES = ["checkpointers", "checkpointers.crypto", "checkpointers.stores",
+                  "checkpointers.testing", "checkpointers.errors", "checkpointers.record"]  # fmt: skip
+
+
+def _isort_key(name: str) -> tuple[int, str]:
+    # ruff's RUF022 order: CONSTANTS, then Classes, then functions.
+    if name.isupper():
+        return (0, name)
+    return (1, name) if name[:1].isupper() else (2, name)
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_all_is_sorted_and_importable(name: str) -> None:
+    """Each public module's __all__ is sorted and every name in it exists."""
+    module = importlib.import_module(name)
+    exported = list(module.__all__)
+    assert exported == sorted(exported, key=_isort_key)
+    for attr in exported:
+        assert hasattr(module, attr), attr
+
+
+def test_adapters_import_only_public_core_names() -> None:
+    """Adapters import from public core modules only (no private `_` modules or names)."""
+    root = Path(__file__).resolve().parents[1] / "adapters"
+    for path in root.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("checkpointers"):
+                assert not any(p.startswith("_") for p in (node.module or "").split(".")), path
+                assert not any(a.name.startswith("_") for a in node.names), path
+
+
+async def test_reprs_carry_no_plaintext_or_key_material() -> None:
+    """repr/str of public objects built from a record carrying a marker never show it."""
+    marker = b"MARKER-5bd1e0"
+    ring = deterministic_key_ring()
+    enc = EncryptedStore(MemoryStore(), ring)
+    rid = enc.record_id("t", "", "k", "a")
+    await enc.put(rid, marker)
+    entry = await enc.get(rid)
+    assert entry is not None
+    portal = Portal()
+    try:
+        texts = [repr(entry), str(entry), repr(entry.record), repr(enc), repr(ring),
+                 repr(enc.store), repr(portal)]  # fmt: skip
+    finally:
+        portal.close()
+    for text in texts:
+        assert marker.decode() not in text
+
+
+def test_errors_form_one_tree() -> None:
+    """Every exported exception derives from CheckpointersError."""
+    for name in checkpointers.__all__:
+        value = getattr(checkpointers, name)
+        if isinstance(value, type) and issubclass(value, BaseException):
+            assert issubclass(value, checkpointers.CheckpointersError)
