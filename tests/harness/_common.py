@@ -151,7 +151,7 @@ class ManagedProcess:
             return
         self._reap()
         self._log = self.log_path.open("wb")
-        self._proc = subprocess.Popen(  # noqa: S603 - argv built by the harness
+        self._proc = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
             stdout=self._log,

@@ -91,9 +91,17 @@ def ensure_azurite_installed(prefix: Path | None = None, timeout: float = 300.0)
         if npm is None:
             raise HarnessUnavailable("Azurite is not installed and `npm` is not on PATH")
         try:
-            result = subprocess.run(  # noqa: S603 - fixed argv
-                [npm, "install", "--prefix", str(prefix), f"azurite@{AZURITE_VERSION}",
-                 "--no-audit", "--no-fund", "--loglevel=error"],
+            result = subprocess.run(
+                [
+                    npm,
+                    "install",
+                    "--prefix",
+                    str(prefix),
+                    f"azurite@{AZURITE_VERSION}",
+                    "--no-audit",
+                    "--no-fund",
+                    "--loglevel=error",
+                ],
                 capture_output=True,
                 text=True,
                 timeout=timeout,

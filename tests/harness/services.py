@@ -142,16 +142,12 @@ class RedisServer:
     def stop(self) -> None:
         """Stop the server gracefully and wait until the port is closed."""
         self._process.stop()
-        wait_for(
-            lambda: not port_accepts(self.port), timeout=10.0, what="redis port to close"
-        )
+        wait_for(lambda: not port_accepts(self.port), timeout=10.0, what="redis port to close")
 
     def kill(self) -> None:
         """Kill the server with SIGKILL, as a crash would."""
         self._process.kill()
-        wait_for(
-            lambda: not port_accepts(self.port), timeout=10.0, what="redis port to close"
-        )
+        wait_for(lambda: not port_accepts(self.port), timeout=10.0, what="redis port to close")
 
     def restart(self, timeout: float = STARTUP_TIMEOUT) -> RedisServer:
         """Stop, then start again on the same port."""
@@ -185,11 +181,14 @@ class RedisClusterServer:
                 RedisServer(
                     port,
                     extra_args=(
-                        "--cluster-enabled", "yes",
-                        "--cluster-config-file", f"nodes-{port}.conf",
-                        "--cluster-node-timeout", "5000",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        f"nodes-{port}.conf",
+                        "--cluster-node-timeout",
+                        "5000",
                     ),
-                )  # fmt: skip
+                )
             )
 
     @property
@@ -227,9 +226,7 @@ class RedisClusterServer:
         argv = [cli, "--cluster", "create"]
         argv += [f"{LOOPBACK}:{port}" for port in self.ports]
         argv += ["--cluster-replicas", "0", "--cluster-yes"]
-        result = subprocess.run(  # noqa: S603 - argv built by the harness
-            argv, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         if result.returncode != 0:
             raise HarnessUnavailable(f"redis-cli --cluster create failed: {result.stdout[-800:]}")
 
@@ -389,7 +386,7 @@ class PostgresServer:
         return f"postgresql://postgres@{LOOPBACK}:{self.port}/postgres"
 
     def _run(self, *argv: str, timeout: float = 60.0) -> None:
-        result = subprocess.run(  # noqa: S603 - argv built by the harness
+        result = subprocess.run(
             [*self._prefix, *argv],
             capture_output=True,
             text=True,
@@ -438,8 +435,9 @@ class PostgresServer:
     def stop(self) -> None:
         """Stop the server (fast shutdown) and wait for it to exit."""
         if self._initialised and (self._data / "postmaster.pid").exists():
-            self._run(str(self._bindir / "pg_ctl"), "-D", str(self._data), "-m", "fast", "-w",
-                      "stop")
+            self._run(
+                str(self._bindir / "pg_ctl"), "-D", str(self._data), "-m", "fast", "-w", "stop"
+            )
 
     def close(self) -> None:
         """Stop the server and delete its files."""
