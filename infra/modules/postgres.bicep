@@ -18,15 +18,15 @@ param location string
 param tags object
 
 @description('Compute SKU, e.g. Standard_B1ms (Burstable) or Standard_D2ds_v5 (GeneralPurpose).')
-param skuName string = 'Standard_D2ds_v5'
+param postgresSkuName string = 'Standard_D2ds_v5'
 
-@description('Compute tier matching skuName. High availability needs GeneralPurpose or MemoryOptimized.')
+@description('Compute tier matching postgresSkuName. High availability needs GeneralPurpose or MemoryOptimized.')
 @allowed([
   'Burstable'
   'GeneralPurpose'
   'MemoryOptimized'
 ])
-param skuTier string = 'GeneralPurpose'
+param postgresSkuTier string = 'GeneralPurpose'
 
 @description('PostgreSQL major version.')
 @allowed([
@@ -34,7 +34,7 @@ param skuTier string = 'GeneralPurpose'
   '15'
   '16'
 ])
-param version string = '16'
+param postgresVersion string = '16'
 
 @description('Storage size in GiB (grows automatically).')
 param storageSizeGB int = 128
@@ -124,11 +124,11 @@ resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2024-08-01' = {
   location: location
   tags: tags
   sku: {
-    name: skuName
-    tier: skuTier
+    name: postgresSkuName
+    tier: postgresSkuTier
   }
   properties: {
-    version: version
+    version: postgresVersion
     authConfig: {
       activeDirectoryAuth: 'Enabled'
       passwordAuth: 'Disabled'

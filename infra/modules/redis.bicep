@@ -18,12 +18,12 @@ param tags object
   'Standard'
   'Premium'
 ])
-param skuName string = 'Standard'
+param redisSkuName string = 'Standard'
 
 @description('Cache size: 0-6 for Basic/Standard (C0-C6), 1-5 for Premium (P1-P5).')
 @minValue(0)
 @maxValue(6)
-param capacity int = 1
+param redisCapacity int = 1
 
 @description('Enabled or Disabled. Disabled = reachable only through a private endpoint.')
 @allowed([
@@ -59,9 +59,9 @@ resource redis 'Microsoft.Cache/redis@2024-03-01' = {
   tags: tags
   properties: {
     sku: {
-      name: skuName
-      family: skuName == 'Premium' ? 'P' : 'C'
-      capacity: capacity
+      name: redisSkuName
+      family: (redisSkuName == 'Premium') ? 'P' : 'C'
+      capacity: redisCapacity
     }
     redisVersion: '6'
     enableNonSslPort: false

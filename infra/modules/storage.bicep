@@ -22,7 +22,7 @@ param tags object
   'Standard_GRS'
   'Standard_RAGRS'
 ])
-param skuName string = 'Standard_GRS'
+param storageSkuName string = 'Standard_GRS'
 
 @description('Enabled or Disabled. Disabled = reachable only through a private endpoint.')
 @allowed([
@@ -78,7 +78,7 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   tags: tags
   kind: 'StorageV2'
   sku: {
-    name: skuName
+    name: storageSkuName
   }
   properties: {
     accessTier: 'Hot'

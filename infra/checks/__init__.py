@@ -1,0 +1,1 @@
+"""checkov checks specific to this deployment (see checkpointers_invariants.py)."""
