@@ -117,7 +117,9 @@ class EncryptedStore:
             if len(urls) == 1:
                 store, common = open_store(urls[0], **store_options)
             else:
-                raise ConfigurationError("tiered storage (a list of URLs) is not available yet")
+                from checkpointers.tiered import TieredStore
+
+                store, common = TieredStore.from_urls(urls, **store_options)
         return cls(
             store,
             ring,

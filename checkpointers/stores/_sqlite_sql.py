@@ -69,6 +69,9 @@ UPSERT: Final = (
 INSERT_IF_ABSENT: Final = UPSERT + (
     " WHERE records.expires_at IS NOT NULL AND records.expires_at <= excluded.updated_at"
 )
+REPLICATE: Final = (
+    f"INSERT OR REPLACE INTO records ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 SELECT_FOR_CLAIM: Final = (
     "SELECT tenant, thread, namespace, kind, key FROM records"
     " WHERE tenant = ? AND thread = ? AND kind = ?"

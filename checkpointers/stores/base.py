@@ -68,6 +68,11 @@ class Store(ABC):
     async def put_many(self, records: Sequence[Record], *, if_absent: bool = False) -> None:
         """Write many records in one atomic operation (upsert, or insert-if-absent)."""
 
+    async def replicate(self, records: Sequence[Record]) -> None:
+        """Write records exactly as given (row version and timestamps included),
+        replacing what is there. Used to copy between tiers; never for normal writes."""
+        raise NotImplementedError(f"{type(self).__name__} cannot replicate records")
+
     @abstractmethod
     async def find(self, query: Query) -> list[Record]:
         """Records matching `query`, ordered by `sort` then identity, at most `limit`."""

@@ -66,6 +66,10 @@ class MemoryStore(Store):
             version = (stored.version if stored is not None else 0) + 1
             self._records[record.id] = replace(record, version=version, updated_at=now)
 
+    async def replicate(self, records: Sequence[Record]) -> None:
+        for record in records:
+            self._records[record.id] = record
+
     async def find(self, query: Query) -> list[Record]:
         now = time.time()
         found = sorted(

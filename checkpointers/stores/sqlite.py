@@ -195,6 +195,12 @@ class SqliteStore(Store):
 
         await self._write(write)
 
+    async def replicate(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        rows = [(*_row(r, r.updated_at)[:11], r.version, r.updated_at, r.body) for r in records]
+        await self._write(lambda c: c.executemany(sql.REPLICATE, rows))
+
     async def find(self, query: Query) -> list[Record]:
         text = sql.LIST_SELECT
         params: list[Any] = [time.time()]

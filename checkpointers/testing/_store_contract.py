@@ -145,6 +145,20 @@ class StoreContract:
         await store.put_many([])
         assert await store.find(Query(tenant=None)) == []
 
+    async def test_replicate_keeps_versions_and_timestamps(self, store: Store) -> None:
+        """replicate() writes records exactly as given, replacing existing ones."""
+        rid = _rid()
+        await store.put(_record(rid, b"local"))
+        copy = _record(rid, b"copied", sort="s", status="done", version=7, updated_at=1234.0,
+                       tokens=frozenset({"ab" * 16}))  # fmt: skip
+        await store.replicate([copy, _record(_rid(key="k2"), version=3, updated_at=5.0)])
+        got = await store.get(rid)
+        assert got is not None
+        assert (got.body, got.version, got.status, got.sort) == (b"copied", 7, "done", "s")
+        assert got.updated_at == pytest.approx(1234.0)
+        assert got.tokens == copy.tokens
+        assert await store.put(_record(rid, b"next"), expected_version=7) == 8
+
     # -- queries ------------------------------------------------------------------------
 
     async def _seed(self, store: Store) -> None:

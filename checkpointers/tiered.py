@@ -1,0 +1,429 @@
+"""`TieredStore`: hot (Redis) over durable (PostgreSQL or SQLite) over archive (Blob).
+
+* Writes go to the durable tier (the source of truth, where compare-and-set is decided),
+  then to the hot tier with the durable row version and a short TTL (write-through).
+* Reads try hot, then durable (and repopulate hot), then archive.
+* A hot tier that fails is skipped by a circuit breaker: the run continues on the durable
+  tier, a warning is logged and `failovers` counts it. Records written while the hot tier
+  was unreachable are remembered and evicted from it before it is used again, so it never
+  serves a stale copy. A durable tier that fails raises `StoreUnavailableError`: a write
+  is never acknowledged unless it is durable.
+* `archive_thread` copies a thread to the archive, reads it back and compares digests
+  before deleting it from the warmer tiers; `restore_thread` brings it back.
+* Deletes and sweeps reach every tier.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Final, Literal, TypeVar
+
+from checkpointers.errors import (
+    ConfigurationError,
+    IntegrityError,
+    RecordNotFoundError,
+    StoreUnavailableError,
+)
+from checkpointers.record import Claim, Query, Record, RecordId
+from checkpointers.resilience import CircuitBreaker
+from checkpointers.stores.base import Store
+from checkpointers.urls import open_store
+
+__all__ = ["TieredStore"]
+
+log = logging.getLogger("checkpointers")
+T = TypeVar("T")
+
+
+class _Skipped(enum.Enum):
+    SKIPPED = "skipped"
+
+
+#: What `_on_hot` returns when the hot tier was not used (absent, broken or failing).
+SKIPPED: Final = _Skipped.SKIPPED
+
+DEFAULT_HOT_TTL = 24 * 3600.0
+DEFAULT_ARCHIVE_RETENTION = 7 * 365 * 24 * 3600.0
+_MAX_DIRTY = 10_000
+_ARCHIVE_SCHEMES = frozenset({"azblob", "https"})
+
+
+@dataclass
+class TierStats:
+    """Counters for metrics: hot hits and misses, failovers, archive reads."""
+
+    hot_hits: int = 0
+    hot_misses: int = 0
+    failovers: int = 0
+    archive_reads: int = 0
+
+
+def _digest(records: Sequence[Record]) -> str:
+    h = hashlib.sha256()
+    for record in sorted(records, key=lambda r: r.id):
+        h.update(repr((record.id, record.sort, record.group, record.status)).encode())
+        h.update(hashlib.sha256(record.body).digest())
+    return h.hexdigest()
+
+
+class TieredStore(Store):
+    """Tiers of stores behaving as one store.
+
+    Args:
+        durable: the source of truth (required).
+        hot: a fast cache tier (Redis), or None.
+        archive: the long-term tier (Azure Blob), or None.
+        hot_ttl: seconds a record stays in the hot tier (default 24 h).
+        archive_retention: expiry given to archived copies (default 7 years).
+        breaker: circuit breaker of the hot tier.
+        owns_stores: close the tiers on `aclose()` (set by `from_urls`).
+    """
+
+    def __init__(
+        self,
+        durable: Store,
+        *,
+        hot: Store | None = None,
+        archive: Store | None = None,
+        hot_ttl: float = DEFAULT_HOT_TTL,
+        archive_retention: float | None = DEFAULT_ARCHIVE_RETENTION,
+        breaker: CircuitBreaker | None = None,
+        owns_stores: bool = False,
+    ) -> None:
+        self.durable = durable
+        self.hot = hot
+        self.archive = archive
+        self.hot_ttl = hot_ttl
+        self.archive_retention = archive_retention
+        self.breaker = breaker or CircuitBreaker()
+        self.stats = TierStats()
+        self._owns_stores = owns_stores
+        self._owned_resources = owns_stores
+        # What was written or deleted while the hot tier was unreachable: evicted from it
+        # before it serves again. On overflow the hot tier waits out its TTL instead.
+        self._dirty: set[RecordId] = set()
+        self._dirty_threads: set[tuple[str, str]] = set()
+        self._dirty_tenants: set[str] = set()
+        self._hot_banned_until = 0.0
+
+    @classmethod
+    def from_urls(cls, urls: Sequence[str], **options: Any) -> tuple[TieredStore, dict[str, Any]]:
+        """Tiers from URLs, hottest first: Blob URLs are the archive, the last other URL
+        is durable (PostgreSQL, SQLite) and one URL above it is hot (Redis). Common
+        options must agree.
+
+        Raises:
+            ConfigurationError: no durable tier, two of a kind, or conflicting options.
+        """
+        warm = [u for u in urls if u.split("://", 1)[0].lower() not in _ARCHIVE_SCHEMES]
+        if not warm or len(warm) > 2:
+            raise ConfigurationError(
+                "a tier list needs one durable URL, at most one hot URL above it"
+            )
+        tiers: dict[str, Store] = {}
+        common: dict[str, Any] = {}
+        try:
+            for url in urls:
+                role = "archive" if url not in warm else "durable" if url == warm[-1] else "hot"
+                if role in tiers:
+                    raise ConfigurationError(f"two {role} tiers in the URL list")
+                store, url_common = open_store(url, **options)
+                tiers[role] = store
+                for name, value in url_common.items():
+                    if common.setdefault(name, value) != value:
+                        raise ConfigurationError(f"tiers disagree on option {name!r}")
+        except BaseException:
+            for store in tiers.values():
+                store._closed = True  # nothing was opened yet: drop without warning
+            raise
+        tiered = cls(
+            tiers["durable"], hot=tiers.get("hot"), archive=tiers.get("archive"), owns_stores=True
+        )
+        return tiered, common
+
+    # -- hot tier guard -------------------------------------------------------------------
+
+    def _hot_usable(self) -> bool:
+        return (
+            self.hot is not None
+            and self.breaker.allow()
+            and time.monotonic() >= self._hot_banned_until
+        )
+
+    async def _on_hot(
+        self, op: Callable[[Store], Awaitable[T]], what: str
+    ) -> T | Literal[_Skipped.SKIPPED]:
+        """Run `op` on the hot tier; SKIPPED when it is absent, broken or just failed."""
+        hot = self.hot
+        if hot is None or not self._hot_usable():
+            return SKIPPED
+        try:
+            if self._dirty or self._dirty_threads or self._dirty_tenants:
+                await self._evict_dirty(hot)
+            result = await op(hot)
+        except StoreUnavailableError:
+            if self.breaker.record_failure():
+                self.stats.failovers += 1
+                log.warning(
+                    "hot tier unavailable, continuing on the durable tier",
+                    extra={"event": "checkpointers.failover", "tier": "hot", "op": what},
+                )
+            return SKIPPED
+        if self.breaker.record_success():
+            log.info("hot tier is back", extra={"event": "checkpointers.failover.recovered"})
+        return result
+
+    async def _evict_dirty(self, hot: Store) -> None:
+        ids, threads, tenants = (
+            list(self._dirty),
+            list(self._dirty_threads),
+            list(self._dirty_tenants),
+        )
+        if ids:
+            await hot.delete(ids)
+        for tenant, thread in threads:
+            await hot.delete_thread(tenant, thread)
+        for tenant in tenants:
+            await hot.delete_tenant(tenant)
+        self._dirty.difference_update(ids)
+        self._dirty_threads.difference_update(threads)
+        self._dirty_tenants.difference_update(tenants)
+
+    def _mark_dirty(self, ids: Sequence[RecordId] = (), thread: tuple[str, str] | None = None,
+                    tenant: str | None = None) -> None:  # fmt: skip
+        if self.hot is None:
+            return
+        self._dirty.update(ids)
+        if thread is not None:
+            self._dirty_threads.add(thread)
+        if tenant is not None:
+            self._dirty_tenants.add(tenant)
+        if len(self._dirty) + len(self._dirty_threads) > _MAX_DIRTY:
+            self._dirty.clear()
+            self._dirty_threads.clear()
+            self._hot_banned_until = time.monotonic() + self.hot_ttl
+
+    def _hot_copy(self, record: Record) -> Record:
+        limit = time.time() + self.hot_ttl
+        expires = limit if record.expires_at is None else min(record.expires_at, limit)
+        return replace(record, expires_at=expires)
+
+    async def _to_hot(self, records: Sequence[Record], what: str) -> None:
+        if self.hot is None or not records:
+            return
+        copies = [self._hot_copy(r) for r in records]
+        if await self._on_hot(lambda hot: hot.replicate(copies), what) is SKIPPED:
+            self._mark_dirty([r.id for r in records])
+
+    # -- protocol -------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        await self.durable.setup()
+        if self.hot is not None:
+            await self._on_hot(lambda hot: hot.setup(), "setup")
+        if self.archive is not None:
+            await self.archive.setup()
+
+    async def get(self, record_id: RecordId) -> Record | None:
+        cached = await self._on_hot(lambda hot: hot.get(record_id), "get")
+        if cached is not SKIPPED and cached is not None:
+            self.stats.hot_hits += 1
+            return cached
+        self.stats.hot_misses += 1
+        record = await self.durable.get(record_id)
+        if record is not None:
+            await self._to_hot([record], "repopulate")
+            return record
+        if self.archive is not None:
+            self.stats.archive_reads += 1
+            return await self.archive.get(record_id)
+        return None
+
+    async def _after_durable_write(self, record_ids: Sequence[RecordId], what: str) -> None:
+        # Copy what the durable tier now holds (with its row versions) to the hot tier.
+        if self.hot is None:
+            return
+        if not self._hot_usable():
+            self._mark_dirty(record_ids)
+            return
+        fresh = [r for r in [await self.durable.get(rid) for rid in record_ids] if r is not None]
+        await self._to_hot(fresh, what)
+
+    async def put(self, record: Record, *, expected_version: int | None = None) -> int:
+        version = await self.durable.put(record, expected_version=expected_version)
+        if self.hot is not None:
+            stored = replace(record, version=version, updated_at=time.time())
+            await self._to_hot([stored], "put")
+        return version
+
+    async def put_many(self, records: Sequence[Record], *, if_absent: bool = False) -> None:
+        await self.durable.put_many(records, if_absent=if_absent)
+        await self._after_durable_write([r.id for r in records], "put_many")
+
+    async def replicate(self, records: Sequence[Record]) -> None:
+        await self.durable.replicate(records)
+        await self._to_hot(records, "replicate")
+
+    async def find(self, query: Query) -> list[Record]:
+        found = await self.durable.find(query)
+        if found or self.archive is None or query.thread is None:
+            return found
+        self.stats.archive_reads += 1
+        return await self.archive.find(query)
+
+    async def claim(self, claim: Claim) -> Record | None:
+        claimed = await self.durable.claim(claim)
+        if claimed is not None:
+            await self._to_hot([claimed], "claim")
+        return claimed
+
+    async def delete(self, record_ids: Sequence[RecordId]) -> int:
+        count = await self.durable.delete(record_ids)
+        if await self._on_hot(lambda hot: hot.delete(record_ids), "delete") is SKIPPED:
+            self._mark_dirty(record_ids)
+        if self.archive is not None:
+            count = max(count, await self.archive.delete(record_ids))
+        return count
+
+    async def delete_thread(self, tenant: str, thread: str) -> int:
+        count = await self.durable.delete_thread(tenant, thread)
+        hot_done = await self._on_hot(lambda hot: hot.delete_thread(tenant, thread), "erase")
+        if hot_done is SKIPPED:
+            self._mark_dirty(thread=(tenant, thread))
+        if self.archive is not None:
+            count += await self.archive.delete_thread(tenant, thread)
+        return count
+
+    async def delete_tenant(self, tenant: str) -> int:
+        count = await self.durable.delete_tenant(tenant)
+        if await self._on_hot(lambda hot: hot.delete_tenant(tenant), "erase") is SKIPPED:
+            self._mark_dirty(tenant=tenant)
+        if self.archive is not None:
+            count += await self.archive.delete_tenant(tenant)
+        return count
+
+    async def threads(
+        self, tenant: str | None, *, after: str | None = None, limit: int = 100
+    ) -> list[tuple[str, str]]:
+        return await self.durable.threads(tenant, after=after, limit=limit)
+
+    async def scan(self, after: RecordId | None = None, *, limit: int = 500) -> list[Record]:
+        return await self.durable.scan(after, limit=limit)
+
+    async def sweep(self, *, now: float | None = None, limit: int = 1000) -> int:
+        count = await self.durable.sweep(now=now, limit=limit)
+        await self._on_hot(lambda hot: hot.sweep(now=now, limit=limit), "sweep")
+        if self.archive is not None:
+            count += await self.archive.sweep(now=now, limit=limit)
+        return count
+
+    async def ping(self) -> None:
+        await self.durable.ping()
+        if self.archive is not None:
+            await self.archive.ping()
+
+    async def tier_health(self) -> dict[str, str]:
+        """Each tier's state: "ok", "down" or "open" (skipped by the breaker)."""
+        health: dict[str, str] = {}
+        for name, tier in (("hot", self.hot), ("durable", self.durable),
+                           ("archive", self.archive)):  # fmt: skip
+            if tier is None:
+                continue
+            try:
+                await tier.ping()
+                health[name] = "ok"
+            except StoreUnavailableError:
+                health[name] = "down"
+        if self.hot is not None and self.breaker.is_open:
+            health["hot"] = "open"
+        return health
+
+    # -- archive --------------------------------------------------------------------------
+
+    def _require_archive(self) -> Store:
+        if self.archive is None:
+            raise ConfigurationError("no archive tier is configured")
+        return self.archive
+
+    async def archive_thread(self, tenant: str, thread: str) -> int:
+        """Move a thread to the archive: copy, read back, compare digests, then delete it
+        from the durable and hot tiers. Returns how many records moved.
+
+        Raises:
+            RecordNotFoundError: the thread has no records in the durable tier.
+            IntegrityError: the archived copy differs (nothing is deleted then).
+        """
+        archive = self._require_archive()
+        records = await self.durable.find(Query(tenant=tenant, thread=thread))
+        if not records:
+            raise RecordNotFoundError(f"thread {thread!r} of tenant {tenant!r} has no records")
+        expiry = None if self.archive_retention is None else time.time() + self.archive_retention
+        copies = [replace(r, expires_at=expiry if r.expires_at is None else
+                          max(r.expires_at, expiry or 0.0)) for r in records]  # fmt: skip
+        await archive.replicate(copies)
+        stored = await archive.find(Query(tenant=tenant, thread=thread))
+        if _digest(stored) != _digest(copies):
+            raise IntegrityError(f"archived copy of thread {thread!r} differs; nothing deleted")
+        await self.durable.delete_thread(tenant, thread)
+        if await self._on_hot(lambda hot: hot.delete_thread(tenant, thread), "archive") is SKIPPED:
+            self._mark_dirty(thread=(tenant, thread))
+        log.info(
+            "thread archived",
+            extra={"event": "checkpointers.archive", "tenant": tenant, "thread": thread,
+                   "records": len(records)},
+        )  # fmt: skip
+        return len(records)
+
+    async def restore_thread(self, tenant: str, thread: str) -> int:
+        """Copy an archived thread back into the durable tier (the archive keeps it).
+
+        Raises:
+            RecordNotFoundError: the archive has no such thread.
+            IntegrityError: the restored copy differs from the archive.
+        """
+        archive = self._require_archive()
+        records = await archive.find(Query(tenant=tenant, thread=thread))
+        if not records:
+            raise RecordNotFoundError(f"thread {thread!r} of tenant {tenant!r} is not archived")
+        restored = [replace(r, expires_at=None) for r in records]
+        await self.durable.replicate(restored)
+        back = await self.durable.find(Query(tenant=tenant, thread=thread))
+        if _digest(back) != _digest(restored):
+            raise IntegrityError(f"restored copy of thread {thread!r} differs from the archive")
+        log.info(
+            "thread restored",
+            extra={"event": "checkpointers.restore", "tenant": tenant, "thread": thread,
+                   "records": len(records)},
+        )  # fmt: skip
+        return len(records)
+
+    async def archive_idle(self, tenant: str | None, *, idle_seconds: float) -> int:
+        """Archive every thread whose newest record is older than `idle_seconds`."""
+        cutoff = time.time() - idle_seconds
+        moved = 0
+        after: str | None = None
+        while True:
+            page = await self.durable.threads(tenant, after=after, limit=100)
+            if not page:
+                return moved
+            for owner, thread in page:
+                records = await self.durable.find(Query(tenant=owner, thread=thread))
+                if records and max(r.updated_at for r in records) < cutoff:
+                    moved += await self.archive_thread(owner, thread)
+            after = page[-1][1]
+
+    async def _close(self) -> None:
+        if self._owns_stores:
+            for tier in (self.hot, self.durable, self.archive):
+                if tier is not None:
+                    await tier.aclose()
+
+    def __repr__(self) -> str:
+        tiers = (("hot", self.hot), ("durable", self.durable), ("archive", self.archive))
+        names = [f"{name}={type(tier).__name__}" for name, tier in tiers if tier is not None]
+        return f"TieredStore({', '.join(names)})"
