@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,24 @@ DEFAULT_CACHE_SIZE = 4096
 DEFAULT_COMPRESS_THRESHOLD = 1024
 DEFAULT_MAX_PLAINTEXT = 64 * 1024 * 1024
 ZSTD_LEVEL = 3
+
+
+_codecs = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    # zstd contexts are costly to build and not thread-safe: one per thread.
+    compressor: zstandard.ZstdCompressor | None = getattr(_codecs, "compressor", None)
+    if compressor is None:
+        compressor = _codecs.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return compressor
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    decompressor: zstandard.ZstdDecompressor | None = getattr(_codecs, "decompressor", None)
+    if decompressor is None:
+        decompressor = _codecs.decompressor = zstandard.ZstdDecompressor()
+    return decompressor
 
 
 @dataclass(slots=True)
@@ -234,7 +253,7 @@ class KeyRing:
         flags = 0
         body = plaintext
         if len(plaintext) > self._compress_threshold:
-            compressed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(plaintext)
+            compressed = _compressor().compress(plaintext)
             if len(compressed) < len(plaintext):
                 flags |= FLAG_ZSTD
                 body = compressed
@@ -269,7 +288,7 @@ class KeyRing:
             # A frame's declared size overrides max_output_size in zstandard: check it too.
             if zstandard.frame_content_size(body) > self.max_plaintext:
                 raise zstandard.ZstdError("declared size above max_plaintext")
-            return zstandard.ZstdDecompressor().decompress(body, max_output_size=self.max_plaintext)
+            return _decompressor().decompress(body, max_output_size=self.max_plaintext)
         except zstandard.ZstdError:
             raise IntegrityError(f"{record}: compressed body is malformed or too large") from None
 
