@@ -1,0 +1,580 @@
+"""pydantic-graph state persistence on encrypted storage, with leases and crash recovery.
+
+`StatePersistence` implements `pydantic_graph.persistence.BaseStatePersistence` from
+pydantic-graph 1.x (the persistence API is gone in 2.0) on top of the core record API
+(`checkpointers.EncryptedStore`), so it runs on every store.
+
+Storage layout: one record per snapshot, identity `(tenant, run_id, "", KIND, snapshot_id)`.
+Clear routing fields: `sort` (a zero-padded, monotonically allocated sequence that keeps
+insertion order), `status` (`created`, `pending`, `running`, `success`, `error`, or `end`
+for an end snapshot) and `lease_until`. The encrypted body is the snapshot as pydantic
+JSON (state, node, result, timestamps) plus the error text of a failed node. The clear
+`status` is authoritative: claims change it without rewriting the body.
+
+Beyond upstream, a snapshot that is `pending` or `running` holds a lease
+(`lease_seconds`, renewed while the node runs). `load_next` also claims a snapshot whose
+lease expired, and `recover()` requeues at once the snapshot a dead worker left behind, so
+`Graph.iter_from_persistence` resumes the run from its last completed node.
+
+Side effects are at-least-once: a node that was running when its process died runs
+again, from the state saved before it started. Make nodes idempotent, or key their
+external effects on the snapshot id (a node reads it with `self.get_snapshot_id()`).
+
+Operators list runs (finished, stuck with an expired lease, failed, ...) with
+`StatePersistence.list_runs(store)`, which reads routing fields only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from time import perf_counter
+from types import TracebackType
+from typing import Annotated, Any, cast
+
+import pydantic
+from pydantic_core import PydanticSerializationError
+from pydantic_graph import BaseNode, End
+from pydantic_graph.exceptions import GraphNodeStatusError, GraphRuntimeError
+from pydantic_graph.persistence import (
+    BaseStatePersistence,
+    EndSnapshot,
+    NodeSnapshot,
+    RunEndT,
+    Snapshot,
+    StateT,
+)
+from typing_extensions import Self
+
+from checkpointers import (
+    Claim,
+    ConfigurationError,
+    ConflictError,
+    EncryptedStore,
+    Entry,
+    KeyRing,
+    Query,
+    Record,
+    RecordId,
+    SerializationError,
+    StoreUnavailableError,
+)
+
+__all__ = ["DEFAULT_LEASE_SECONDS", "KIND", "RunSummary", "StatePersistence"]
+
+#: Record kind of a pydantic-graph snapshot.
+KIND = "pydantic_graph.snapshot"
+#: Seconds a `pending` or `running` snapshot stays claimed without renewal.
+DEFAULT_LEASE_SECONDS = 300.0
+
+_NAMESPACE = ""
+_END = "end"
+_CLAIMABLE = ("created",)
+_IN_FLIGHT = ("pending", "running")
+_SORT_DIGITS = 20
+_CAS_ATTEMPTS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """Where a run stands, from routing fields only (nothing is decrypted).
+
+    `status` is the first that applies: `finished` (an end snapshot exists), `stuck` (a
+    pending/running snapshot whose lease expired: a dead worker), `active` (a live lease),
+    `failed` (the last node raised), `queued` (a created snapshot waits), `interrupted`
+    (the last node succeeded but its successor was never saved: `recover()` requeues it).
+    """
+
+    run_id: str
+    status: str
+    snapshots: int
+    updated_at: float
+
+
+def _summarize(run_id: str, records: list[Record], now: float) -> RunSummary:
+    statuses = [r.status for r in records]
+    in_flight = [r for r in records if r.status in _IN_FLIGHT]
+    last = max(records, key=lambda r: (r.sort, r.id)).status
+    if _END in statuses:
+        status = "finished"
+    elif any(r.lease_until is None or r.lease_until < now for r in in_flight):
+        status = "stuck"
+    elif in_flight:
+        status = "active"
+    elif last == "error":
+        status = "failed"
+    elif "created" in statuses:
+        status = "queued"
+    else:
+        status = "interrupted"
+    return RunSummary(run_id, status, len(records), max(r.updated_at for r in records))
+
+
+def _now_utc() -> datetime:
+    return datetime.now(tz=timezone.utc)
+
+
+def _patch(data: bytes, **fields: Any) -> bytes:
+    """Change top-level fields of a snapshot body without knowing the graph's types."""
+    doc = json.loads(data)
+    doc.update(fields)
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
+    """Encrypted, durable persistence for one pydantic-graph run.
+
+    Use one instance per run; many runs (and many instances of one run, in as many
+    processes) share a store. `from_url` opens and owns a store; the constructor borrows
+    an opened `EncryptedStore` and never closes it.
+
+    Args:
+        store: the record API to write through (borrowed).
+        run_id: the run's identity, unique within the store's tenant.
+        lease_seconds: how long a `pending`/`running` snapshot stays claimed without
+            renewal; after that `load_next` of any worker may take it over.
+        renew_leases: renew the lease while a node runs (every third of the lease).
+
+    Raises:
+        ConfigurationError: an empty or invalid `run_id`, or a non-positive lease.
+    """
+
+    def __init__(
+        self,
+        store: EncryptedStore,
+        *,
+        run_id: str,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        renew_leases: bool = True,
+        _clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._check_options(run_id, lease_seconds)
+        self.store = store
+        self.run_id = run_id
+        self.lease_seconds = float(lease_seconds)
+        self.renew_leases = renew_leases
+        self._clock = _clock
+        self._owns_store = False
+        self._adapter: pydantic.TypeAdapter[Snapshot[StateT, RunEndT]] | None = None
+        self._last_seq: int | None = None
+
+    @staticmethod
+    def _check_options(run_id: str, lease_seconds: float) -> None:
+        if not isinstance(run_id, str) or not run_id:
+            raise ConfigurationError("run_id must be a non-empty string")
+        try:
+            RecordId("t", run_id, _NAMESPACE, KIND, "k")
+        except ValueError:
+            raise ConfigurationError("run_id is too long or holds NUL") from None
+        if not math.isfinite(lease_seconds) or lease_seconds <= 0:
+            raise ConfigurationError("lease_seconds must be a positive number")
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str | Sequence[str],
+        *,
+        run_id: str,
+        keys: KeyRing | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        renew_leases: bool = True,
+        tenant: str | None = None,
+        ttl: float | None = None,
+    ) -> StatePersistence[StateT, RunEndT]:
+        """Persistence on the store at `url` (a list of URLs = tiers, hottest first).
+
+        Use it as an async context manager: it opens the store on entry and closes it on
+        exit. `keys=None` reads `CHECKPOINTERS_KEY` or `CHECKPOINTERS_KEY_FILE`.
+
+        Raises:
+            ConfigurationError: malformed URL, unknown option, no key configured.
+            MissingDependencyError: the extra for the URL's scheme is not installed.
+        """
+        cls._check_options(run_id, lease_seconds)  # before anything is opened
+        store = EncryptedStore.from_url(url, keys=keys, tenant=tenant, ttl=ttl)
+        persistence: StatePersistence[StateT, RunEndT] = cls(
+            store, run_id=run_id, lease_seconds=lease_seconds, renew_leases=renew_leases
+        )
+        persistence._owns_store = True
+        return persistence
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.store.__aenter__()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the store if `from_url` opened it. Idempotent."""
+        if self._owns_store:
+            await self.store.aclose()
+
+    # -- types ------------------------------------------------------------------------
+
+    def should_set_types(self) -> bool:
+        """True until `set_types` has built the snapshot type adapter."""
+        return self._adapter is None
+
+    def set_types(self, state_type: type[StateT], run_end_type: type[RunEndT]) -> None:
+        """Build the type adapter of one snapshot (called by `set_graph_types`)."""
+        snapshot_type = cast(Any, Snapshot)[state_type, run_end_type]
+        one_snapshot: Any = Annotated[snapshot_type, pydantic.Discriminator("kind")]
+        self._adapter = pydantic.TypeAdapter(one_snapshot)
+
+    def _types(self) -> pydantic.TypeAdapter[Snapshot[StateT, RunEndT]]:
+        if self._adapter is None:
+            raise ConfigurationError(
+                "the graph's types are not set: call persistence.set_graph_types(graph) "
+                "(graph.iter, iter_from_persistence and initialize do it)"
+            )
+        return self._adapter
+
+    def _dump(self, snapshot: Snapshot[StateT, RunEndT]) -> bytes:
+        try:
+            return self._types().dump_json(snapshot)
+        except PydanticSerializationError as exc:
+            raise SerializationError(
+                f"snapshot {snapshot.id!r} of run {self.run_id!r}: its state, node or "
+                f"result cannot be serialized by pydantic ({exc})"
+            ) from exc
+
+    def _load(self, entry: Entry) -> Snapshot[StateT, RunEndT]:
+        try:
+            snapshot = self._types().validate_json(entry.data)
+        except (pydantic.ValidationError, ValueError) as exc:
+            count = exc.error_count() if isinstance(exc, pydantic.ValidationError) else 1
+            # No chaining: validation errors quote the (decrypted) input.
+            raise SerializationError(
+                f"{entry.id.describe()}: snapshot does not match the graph's types "
+                f"({count} validation error(s))"
+            ) from None
+        if isinstance(snapshot, NodeSnapshot):
+            snapshot.status = cast(Any, entry.record.status)
+            snapshot.node.set_snapshot_id(snapshot.id)
+        else:
+            snapshot.result.set_snapshot_id(snapshot.id)
+        return snapshot
+
+    # -- identities, sequence, lease ----------------------------------------------------
+
+    def _rid(self, snapshot_id: str) -> RecordId:
+        return self.store.record_id(self.run_id, _NAMESPACE, KIND, snapshot_id)
+
+    def _query(self, **fields: Any) -> Query:
+        return self.store.query(kind=KIND, thread=self.run_id, namespace=_NAMESPACE, **fields)
+
+    async def _next_sort(self) -> str:
+        """A sort key greater than every one this run has, time-ordered across processes."""
+        if self._last_seq is None:
+            latest = await self.store.find_records(self._query(limit=1, descending=True))
+            stored = int(latest[0].sort) if latest and latest[0].sort.isdigit() else 0
+            self._last_seq = max(self._last_seq or 0, stored)  # another call may have set it
+        seq = max(time.time_ns(), self._last_seq + 1)
+        self._last_seq = seq
+        return f"{seq:0{_SORT_DIGITS}d}"
+
+    def _lease(self) -> float:
+        return self._clock() + self.lease_seconds
+
+    # -- snapshots --------------------------------------------------------------------
+
+    async def _insert(self, snapshot: Snapshot[StateT, RunEndT], status: str) -> bool:
+        """Write a new snapshot record; False when one with its id exists."""
+        data = self._dump(snapshot)
+        try:
+            await self.store.put(
+                self._rid(snapshot.id),
+                data,
+                expected_version=0,
+                sort=await self._next_sort(),
+                status=status,
+            )
+        except ConflictError:
+            return False
+        return True
+
+    async def snapshot_node(self, state: StateT, next_node: BaseNode[StateT, Any, RunEndT]) -> None:
+        """Save a `created` snapshot of `state` before `next_node` runs.
+
+        The state is serialized now, so later changes to it do not alter history. A
+        snapshot id is stored once: snapshotting an id that exists keeps the first.
+
+        Raises:
+            SerializationError: the state or node cannot be serialized.
+            ConfigurationError: the graph's types are not set.
+            StoreUnavailableError: the store failed.
+        """
+        await self._insert(NodeSnapshot(state=state, node=next_node), "created")
+
+    async def snapshot_node_if_new(
+        self, snapshot_id: str, state: StateT, next_node: BaseNode[StateT, Any, RunEndT]
+    ) -> None:
+        """Save a node snapshot unless `snapshot_id` exists (atomic insert-if-absent).
+
+        Raises:
+            SerializationError: the state or node cannot be serialized.
+            ConfigurationError: the graph's types are not set.
+            StoreUnavailableError: the store failed.
+        """
+        await self._insert(NodeSnapshot(state=state, node=next_node, id=snapshot_id), "created")
+
+    async def snapshot_end(self, state: StateT, end: End[RunEndT]) -> None:
+        """Save the end of the run: the final state and result.
+
+        Raises:
+            SerializationError: the state or result cannot be serialized.
+            ConfigurationError: the graph's types are not set.
+            StoreUnavailableError: the store failed.
+        """
+        await self._insert(EndSnapshot(state=state, result=end), _END)
+
+    # -- running a node ---------------------------------------------------------------
+
+    async def _start(self, snapshot_id: str) -> Entry:
+        """Move a created/pending snapshot to `running` with compare-and-set."""
+        rid = self._rid(snapshot_id)
+        for _ in range(_CAS_ATTEMPTS):
+            entry = await self.store.get(rid)
+            if entry is None:
+                raise LookupError(f"No snapshot found with id={snapshot_id!r}")
+            status = entry.record.status
+            if status == _END:
+                raise GraphRuntimeError(
+                    f"snapshot {snapshot_id!r} is an end snapshot: only node snapshots run"
+                )
+            GraphNodeStatusError.check(cast(Any, status))
+            data = _patch(entry.data, status="running", start_ts=_now_utc().isoformat())
+            try:
+                return await self.store.update(
+                    entry, data, status="running", lease_until=self._lease()
+                )
+            except ConflictError:
+                continue  # changed meanwhile (claimed, renewed, started): look again
+        raise ConflictError(f"{rid.describe()}: too much contention to start the node")
+
+    async def _renew(self, holder: list[Entry], stop: asyncio.Event) -> None:
+        """Extend the lease of `holder[0]` until `stop` is set or the lease is lost."""
+        interval = self.lease_seconds / 3
+        while True:
+            with suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            if stop.is_set():
+                return
+            try:
+                holder[0] = await self.store.update(holder[0], lease_until=self._lease())
+            except ConflictError:
+                return  # taken over by another worker: the final write will say so
+            except StoreUnavailableError:
+                continue  # transient: try again at the next tick, the lease has slack
+
+    async def _finish(
+        self, holder: list[Entry], status: str, duration: float, error: str | None
+    ) -> None:
+        entry = holder[0]
+        fields: dict[str, Any] = {"status": status, "duration": duration}
+        if error is not None:
+            fields["error"] = error
+        try:
+            await self.store.update(
+                entry, _patch(entry.data, **fields), status=status, lease_until=None
+            )
+        except ConflictError as exc:
+            raise ConflictError(
+                f"{entry.id.describe()}: lost its lease while the node ran "
+                "(another worker took it over; the node may run twice)"
+            ) from exc
+
+    @asynccontextmanager
+    async def record_run(self, snapshot_id: str) -> AsyncIterator[None]:
+        """Record a node run: `running` on entry, `success` or `error` on exit.
+
+        Compare-and-set on the record's version guarantees that of two workers starting
+        the same snapshot, one gets `GraphNodeStatusError`. The lease is renewed while
+        the body runs. An exception is recorded (its text encrypted) and re-raised; a
+        cancellation or crash leaves the snapshot `running` until `recover()` or the
+        lease's expiry.
+
+        Raises:
+            LookupError: no snapshot has this id (upstream's message).
+            GraphNodeStatusError: the snapshot is not `created` or `pending`.
+            GraphRuntimeError: the id is an end snapshot's.
+            ConflictError: another worker took the snapshot over while the node ran.
+            StoreUnavailableError: the store failed.
+        """
+        holder = [await self._start(snapshot_id)]
+        stop = asyncio.Event()
+        renewer = asyncio.create_task(self._renew(holder, stop)) if self.renew_leases else None
+        start = perf_counter()
+        try:
+            yield
+        except Exception as exc:
+            duration = perf_counter() - start
+            await self._stop_renewal(renewer, stop)
+            await self._finish(holder, "error", duration, f"{type(exc).__name__}: {exc}")
+            raise
+        except BaseException:
+            if renewer is not None:
+                renewer.cancel()
+            raise
+        else:
+            duration = perf_counter() - start
+            await self._stop_renewal(renewer, stop)
+            await self._finish(holder, "success", duration, None)
+
+    @staticmethod
+    async def _stop_renewal(renewer: asyncio.Task[None] | None, stop: asyncio.Event) -> None:
+        stop.set()
+        if renewer is not None:
+            await renewer
+
+    # -- loading ------------------------------------------------------------------------
+
+    async def load_next(self) -> NodeSnapshot[StateT, RunEndT] | None:
+        """Claim the oldest `created` snapshot (or one whose lease expired) as `pending`.
+
+        The claim is atomic: two workers never get the same snapshot. The result is an
+        independent copy with its id attached to its node.
+
+        Raises:
+            ConfigurationError: the graph's types are not set.
+            IntegrityError: the record was tampered with or moved.
+            KeyUnavailableError: its key is not in the key ring.
+            SerializationError: it does not match the graph's types.
+            StoreUnavailableError: the store failed.
+        """
+        self._types()  # fail before claiming, not after
+        entry = await self.store.claim(
+            Claim(
+                tenant=self.store.tenant,
+                thread=self.run_id,
+                kind=KIND,
+                statuses=_CLAIMABLE,
+                to_status="pending",
+                lease_until=self._lease(),
+                reclaim_expired=True,
+            )
+        )
+        if entry is None:
+            return None
+        snapshot = self._load(entry)
+        if not isinstance(snapshot, NodeSnapshot):  # pragma: no cover - ends never claimable
+            raise GraphRuntimeError(f"{entry.id.describe()}: claimed an end snapshot")
+        return snapshot
+
+    async def load_all(self) -> list[Snapshot[StateT, RunEndT]]:
+        """Every snapshot of the run, in insertion order (copies).
+
+        Raises:
+            ConfigurationError: the graph's types are not set.
+            IntegrityError, KeyUnavailableError, SerializationError, StoreUnavailableError.
+        """
+        self._types()
+        return [self._load(entry) for entry in await self.store.find(self._query())]
+
+    # -- recovery -----------------------------------------------------------------------
+
+    async def recover(self, *, only_expired: bool = False) -> int:
+        """Requeue the snapshots of this run that a dead worker left behind.
+
+        Snapshots left `pending` or `running` go back to `created` (their start time
+        cleared), so `Graph.iter_from_persistence` resumes at once instead of after the
+        lease expires. When the run's last snapshot is a node that succeeded but whose
+        successor was never saved (the process died in between), that node is requeued
+        too: it runs again from the state saved before it. Call this only when no live
+        worker drives the run, or pass `only_expired=True` to requeue expired leases only.
+
+        Returns:
+            How many snapshots were requeued.
+
+        Raises:
+            IntegrityError, KeyUnavailableError, StoreUnavailableError.
+        """
+        now = time.time()
+        requeued = 0
+        for entry in await self.store.find(self._query(statuses=_IN_FLIGHT)):
+            lease = entry.record.lease_until
+            if only_expired and (lease is None or lease >= now):
+                continue
+            if await self._requeue(entry, _IN_FLIGHT):
+                requeued += 1
+        if not only_expired:
+            last = await self.store.latest(self._query())
+            if (
+                last is not None
+                and last.record.status == "success"
+                and await self._requeue(last, ("success",))
+            ):
+                requeued += 1
+        return requeued
+
+    async def _requeue(self, entry: Entry, statuses: tuple[str, ...]) -> bool:
+        current: Entry | None = entry
+        for _ in range(_CAS_ATTEMPTS):
+            if current is None or current.record.status not in statuses:
+                return False
+            data = _patch(current.data, status="created", start_ts=None, duration=None)
+            try:
+                await self.store.update(current, data, status="created", lease_until=None)
+            except ConflictError:
+                current = await self.store.get(entry.id)
+                continue
+            return True
+        raise ConflictError(f"{entry.id.describe()}: too much contention to requeue")
+
+    # -- operations -------------------------------------------------------------------
+
+    @staticmethod
+    async def list_runs(
+        store: EncryptedStore,
+        *,
+        statuses: Collection[str] | None = None,
+        older_than: float | None = None,
+        limit: int | None = None,
+    ) -> list[RunSummary]:
+        """The pydantic-graph runs of the store's tenant, least recently updated first.
+
+        Reads routing fields only, so it needs no key. It reads every snapshot record of
+        the tenant: an operator's tool, not a hot path.
+
+        Args:
+            store: the record API (its tenant is listed).
+            statuses: keep runs whose `RunSummary.status` is one of these
+                (e.g. `{"stuck", "interrupted"}` to find runs to recover).
+            older_than: keep runs not updated for this many seconds.
+            limit: at most this many runs.
+
+        Raises:
+            StoreUnavailableError: the store failed.
+        """
+        now = time.time()
+        by_run: dict[str, list[Record]] = {}
+        for record in await store.find_records(store.query(kind=KIND, namespace=_NAMESPACE)):
+            by_run.setdefault(record.id.thread, []).append(record)
+        runs = [_summarize(run_id, records, now) for run_id, records in by_run.items()]
+        runs = [
+            run
+            for run in runs
+            if (statuses is None or run.status in statuses)
+            and (older_than is None or run.updated_at <= now - older_than)
+        ]
+        runs.sort(key=lambda run: (run.updated_at, run.run_id))
+        return runs if limit is None else runs[:limit]
+
+    def __repr__(self) -> str:
+        return f"StatePersistence(run_id={self.run_id!r}, store={self.store!r})"
