@@ -24,9 +24,11 @@ from checkpointers.errors import (
     ConfigurationError,
     ConflictError,
     IntegrityError,
+    KeyUnavailableError,
     RecordTooLargeError,
     SerializationError,
 )
+from checkpointers.observability import record_decrypt_failure
 from checkpointers.record import Claim, Query, Record, RecordId
 from checkpointers.stores.base import Store
 from checkpointers.urls import open_store, parse_identifier
@@ -343,7 +345,13 @@ class EncryptedStore:
         """
         if record.id.tenant != self.tenant:
             raise IntegrityError(f"{record.id.describe()}: returned for tenant {self.tenant!r}")
-        data = await self.keys.decrypt(record.body, record.id.aad(), record=record.id.describe())
+        try:
+            data = await self.keys.decrypt(
+                record.body, record.id.aad(), record=record.id.describe()
+            )
+        except (IntegrityError, KeyUnavailableError) as exc:
+            record_decrypt_failure(exc)
+            raise
         return Entry(record, data)
 
     async def get(self, record_id: RecordId) -> Entry | None:

@@ -6,6 +6,7 @@ last record it reported.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -17,6 +18,7 @@ from checkpointers.errors import (
     IntegrityError,
     KeyUnavailableError,
 )
+from checkpointers.observability import log_event, record_decrypt_failure
 from checkpointers.record import Record, RecordId
 from checkpointers.stores.base import Store
 
@@ -49,11 +51,13 @@ async def iter_records(
 
 @dataclass(slots=True)
 class RotationReport:
-    """What `rotate_keys` did: records re-wrapped, already current, and the last id seen."""
+    """What `rotate_keys` did: records re-wrapped, already current, gone (expired or
+    deleted while rotating, so nothing to re-wrap), and the last id seen."""
 
     rewrapped: int = 0
     current: int = 0
     last: RecordId | None = None
+    gone: int = 0
 
 
 async def rotate_keys(
@@ -78,6 +82,14 @@ async def rotate_keys(
         report.last = record.id
         if progress is not None:
             progress(record.id)
+    log_event(
+        "checkpointers.rotate",
+        store=type(store).__name__,
+        key_id=keys.current_key_id,
+        rewrapped=report.rewrapped,
+        current=report.current,
+        gone=report.gone,
+    )
     return report
 
 
@@ -95,12 +107,20 @@ async def _rotate_one(store: Store, keys: KeyRing, record: Record, report: Rotat
             continue
         report.rewrapped += 1
         return
+    report.gone += 1
 
 
-async def key_usage(store: Store, keys: KeyRing) -> Counter[str]:
-    """How many records each KEK id wraps (unknown ids included), from headers only."""
+async def key_usage(store: Store, keys: KeyRing, *, now: float | None = None) -> Counter[str]:
+    """How many live records each KEK id wraps (unknown ids included), from headers only.
+
+    Expired records are left out: no reader can see them (the sweeper deletes them) and
+    `rotate_keys` cannot rewrite them, so they must not block retiring a key.
+    """
+    moment = time.time() if now is None else now
     usage: Counter[str] = Counter()
     async for record in iter_records(store):
+        if record.expires_at is not None and record.expires_at <= moment:
+            continue
         usage[keys.key_id_of(record.body, record=record.id.describe())] += 1
     return usage
 
@@ -148,7 +168,14 @@ async def verify_records(
         try:
             await keys.decrypt(record.body, record.id.aad(), record=record.id.describe())
         except (IntegrityError, KeyUnavailableError) as exc:
+            record_decrypt_failure(exc)
             failures.append(VerifyFailure(record.id, type(exc).__name__, str(exc)))
         if progress is not None:
             progress(record.id)
+    log_event(
+        "checkpointers.verify",
+        store=type(store).__name__,
+        checked=checked,
+        failures=len(failures),
+    )
     return checked, failures

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -29,6 +28,7 @@ from checkpointers.errors import (
     RecordNotFoundError,
     StoreUnavailableError,
 )
+from checkpointers.observability import log_event, record_failover
 from checkpointers.record import Claim, Query, Record, RecordId
 from checkpointers.resilience import CircuitBreaker
 from checkpointers.stores.base import Store
@@ -36,7 +36,6 @@ from checkpointers.urls import open_store
 
 __all__ = ["TieredStore"]
 
-log = logging.getLogger("checkpointers")
 T = TypeVar("T")
 
 
@@ -166,16 +165,13 @@ class TieredStore(Store):
             if self._dirty or self._dirty_threads or self._dirty_tenants:
                 await self._evict_dirty(hot)
             result = await op(hot)
-        except StoreUnavailableError:
+        except StoreUnavailableError as exc:
             if self.breaker.record_failure():
                 self.stats.failovers += 1
-                log.warning(
-                    "hot tier unavailable, continuing on the durable tier",
-                    extra={"event": "checkpointers.failover", "tier": "hot", "op": what},
-                )
+                record_failover("hot", "durable", operation=what, error=type(exc).__name__)
             return SKIPPED
         if self.breaker.record_success():
-            log.info("hot tier is back", extra={"event": "checkpointers.failover.recovered"})
+            record_failover("durable", "hot", operation=what)
         return result
 
     async def _evict_dirty(self, hot: Store) -> None:
@@ -372,11 +368,7 @@ class TieredStore(Store):
         await self.durable.delete_thread(tenant, thread)
         if await self._on_hot(lambda hot: hot.delete_thread(tenant, thread), "archive") is SKIPPED:
             self._mark_dirty(thread=(tenant, thread))
-        log.info(
-            "thread archived",
-            extra={"event": "checkpointers.archive", "tenant": tenant, "thread": thread,
-                   "records": len(records)},
-        )  # fmt: skip
+        log_event("checkpointers.archive", tenant=tenant, thread_id=thread, records=len(records))
         return len(records)
 
     async def restore_thread(self, tenant: str, thread: str) -> int:
@@ -395,11 +387,7 @@ class TieredStore(Store):
         back = await self.durable.find(Query(tenant=tenant, thread=thread))
         if _digest(back) != _digest(restored):
             raise IntegrityError(f"restored copy of thread {thread!r} differs from the archive")
-        log.info(
-            "thread restored",
-            extra={"event": "checkpointers.restore", "tenant": tenant, "thread": thread,
-                   "records": len(records)},
-        )  # fmt: skip
+        log_event("checkpointers.restore", tenant=tenant, thread_id=thread, records=len(records))
         return len(records)
 
     async def archive_idle(self, tenant: str | None, *, idle_seconds: float) -> int:

@@ -180,3 +180,15 @@ async def test_tiers_from_urls_through_encrypted_store(tmp_path: Path) -> None:
         entry = await enc.get(rid)
         assert entry is not None
         assert entry.data == b"hello"
+
+
+async def test_archive_logs_events_with_info_enabled(tiers: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Archive and restore log structured events (INFO on) without failing the move."""
+    _, _, _, _, tiered = tiers
+    await tiered.put(_rec("a"))
+    with caplog.at_level(logging.INFO, logger="checkpointers"):
+        await tiered.archive_thread("acme", "t")
+        await tiered.restore_thread("acme", "t")
+    events = [getattr(r, "event", "") for r in caplog.records]
+    assert "checkpointers.archive" in events
+    assert "checkpointers.restore" in events
