@@ -51,6 +51,13 @@ def parse_positive_int(value: str) -> int:
     return int(value)
 
 
+def parse_non_negative_int(value: str) -> int:
+    """An integer >= 0."""
+    if not (value.isascii() and value.isdigit()):
+        raise ConfigurationError("expected an integer >= 0")
+    return int(value)
+
+
 def parse_bool(value: str) -> bool:
     """true/false, 1/0, yes/no."""
     lowered = value.lower()

@@ -1,0 +1,428 @@
+"""`PostgresStore`: durable, queryable records in PostgreSQL, on an asyncpg pool.
+
+Every operation is one statement on a pooled connection (migrations aside): batches are
+sent as parallel arrays and unnested server-side, compare-and-set is a conditional
+`UPDATE`/`INSERT ... ON CONFLICT`, claims use `FOR UPDATE SKIP LOCKED`. There is no
+instance-wide lock: the pool is the only limit on concurrency. Works behind pgbouncer in
+transaction mode with `statement_cache_size=0`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import asyncpg
+
+from checkpointers.errors import ConfigurationError, ConflictError, StoreUnavailableError
+from checkpointers.record import Claim, Query, Record, RecordId
+from checkpointers.stores import _postgres_sql as sql
+from checkpointers.stores.base import Store
+from checkpointers.urls import (
+    parse_identifier,
+    parse_non_negative_int,
+    parse_positive_int,
+    parse_seconds,
+)
+
+__all__ = ["PostgresStore"]
+
+T = TypeVar("T")
+_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+#: Everything the driver or the socket can raise; translated at the boundary.
+_DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+    asyncio.TimeoutError,
+)
+
+
+def _parse_sslmode(value: str) -> str:
+    if value not in _SSL_MODES:
+        raise ConfigurationError(f"expected one of {', '.join(_SSL_MODES)}")
+    return value
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """The link broke (or timed out) while a command was in flight: outcome unknown."""
+    if isinstance(exc, (OSError, TimeoutError, asyncio.TimeoutError)):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        # 08: connection exception; 57P01-57P03: server shutting down or restarting.
+        return state.startswith("08") or state in ("57P01", "57P02", "57P03")
+    return False
+
+
+def _describe(exc: BaseException) -> str:
+    """Exception class and SQLSTATE only: never asyncpg's message, DETAIL or the DSN."""
+    state = getattr(exc, "sqlstate", None) if isinstance(exc, asyncpg.PostgresError) else None
+    return f"{type(exc).__name__}" + (f" (SQLSTATE {state})" if state else "")
+
+
+def _translate(exc: BaseException, operation: str, *, write: bool, sent: bool) -> Exception:
+    """The `StoreUnavailableError` for a driver or socket error raised by `operation`."""
+    unknown = write and sent and _connection_lost(exc)
+    return StoreUnavailableError(
+        f"postgres {operation} failed: {_describe(exc)}", may_have_applied=unknown
+    )
+
+
+async def _no_session_reset(connection: Any) -> None:
+    """Release hook of an owned pool: the store leaves no session state to reset.
+
+    It never sets session variables, listens, or holds session advisory locks or
+    cursors, so asyncpg's default reset query would only cost a round trip per call.
+    asyncpg still rolls back a transaction left open before calling this.
+    """
+
+
+def _record(row: Any) -> Record:
+    (tenant, thread, namespace, kind, key, sort, grp, status, tokens,
+     expires_at, lease_until, version, updated_at, body) = row  # fmt: skip
+    return Record(
+        id=RecordId(tenant, thread, namespace, kind, key),
+        body=bytes(body),
+        sort=sort,
+        group=grp,
+        status=status,
+        tokens=frozenset(tokens),
+        expires_at=expires_at,
+        lease_until=lease_until,
+        version=int(version),
+        updated_at=float(updated_at),
+    )
+
+
+def _key(rid: RecordId) -> tuple[str, str, str, str, str]:
+    return (rid.tenant, rid.thread, rid.namespace, rid.kind, rid.key)
+
+
+def _row(record: Record, now: float) -> tuple[Any, ...]:
+    """Parameters $1-$13 of UPSERT / INSERT_IF_ABSENT / UPDATE_IF_VERSION."""
+    return (
+        *_key(record.id), record.sort, record.group, record.status, sorted(record.tokens),
+        record.expires_at, record.lease_until, now, record.body,
+    )  # fmt: skip
+
+
+def _columns(records: Sequence[Record], now: float) -> tuple[Any, ...]:
+    """Parameters of PUT_MANY: one array per column, plus the time."""
+    return (
+        [r.id.tenant for r in records],
+        [r.id.thread for r in records],
+        [r.id.namespace for r in records],
+        [r.id.kind for r in records],
+        [r.id.key for r in records],
+        [r.sort for r in records],
+        [r.group for r in records],
+        [r.status for r in records],
+        [" ".join(sorted(r.tokens)) for r in records],
+        [r.expires_at for r in records],
+        [r.lease_until for r in records],
+        [r.body for r in records],
+        now,
+    )
+
+
+def _dedupe(records: Sequence[Record], *, keep_first: bool) -> list[Record]:
+    """One record per identity (a statement cannot change a row twice)."""
+    chosen: dict[RecordId, Record] = {}
+    for record in records:
+        if not (keep_first and record.id in chosen):
+            chosen.pop(record.id, None)
+            chosen[record.id] = record
+    return list(chosen.values())
+
+
+class PostgresStore(Store):
+    """Records in PostgreSQL, one table per schema (a schema per tenant is supported).
+
+    Args:
+        pool: an initialized `asyncpg.Pool`. Borrowed: `aclose()` never closes it.
+        schema: the schema holding the tables (created by `setup()` if missing).
+        actor: the name written to the audit log (default: the session's
+            application_name, else the database user).
+
+    Raises:
+        ConfigurationError: `schema` or `actor` is not a valid identifier.
+    """
+
+    url_options: ClassVar = {
+        "schema": parse_identifier,
+        "pool_min": parse_non_negative_int,
+        "pool_max": parse_positive_int,
+        "statement_cache_size": parse_non_negative_int,
+        "command_timeout": parse_seconds,
+        "sslmode": _parse_sslmode,
+        "actor": parse_identifier,
+    }
+
+    def __init__(self, pool: Any, *, schema: str = "public", actor: str | None = None) -> None:
+        self.schema = parse_identifier(schema)
+        self.actor = None if actor is None else parse_identifier(actor)
+        self._sql = sql.statements(self.schema)
+        self._pool: Any = pool
+        self._connect: dict[str, Any] | None = None
+        # Guards only the one-time creation of an owned pool (a single resource).
+        self._pool_lock = asyncio.Lock()
+        self._migrated = False
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        schema: str = "public",
+        actor: str | None = None,
+        pool_min: int = 1,
+        pool_max: int = 10,
+        statement_cache_size: int = 100,
+        command_timeout: float | None = None,
+        sslmode: str | None = None,
+        **pool_options: Any,
+    ) -> PostgresStore:
+        """A store owning a pool for `postgresql://user@host:port/db` (created on first use).
+
+        Extra keyword arguments go to `asyncpg.create_pool` (`init`, `server_settings`...).
+
+        Raises:
+            ConfigurationError: invalid schema, actor or pool sizes.
+        """
+        if pool_min > pool_max:
+            raise ConfigurationError("option 'pool_min' is larger than 'pool_max'")
+        store = cls(None, schema=schema, actor=actor)
+        store._connect = {
+            "dsn": url,
+            "min_size": pool_min,
+            "max_size": pool_max,
+            "statement_cache_size": statement_cache_size,
+            "command_timeout": command_timeout,
+            "reset": _no_session_reset,
+            **({"ssl": sslmode} if sslmode is not None else {}),
+            **pool_options,
+        }
+        store._owned_resources = True
+        return store
+
+    # -- the boundary ----------------------------------------------------------------
+
+    async def _get_pool(self) -> Any:
+        if self._pool is not None:
+            return self._pool
+        async with self._pool_lock:
+            if self._pool is None:
+                assert self._connect is not None
+                pool = asyncpg.create_pool(**self._connect)
+                try:
+                    await pool
+                except BaseException:
+                    pool.terminate()
+                    raise
+                self._pool = pool
+        return self._pool
+
+    async def _run(self, operation: str, fn: Callable[[Any], Awaitable[T]], *, write: bool) -> T:
+        """Run `fn` on a pooled connection, translating driver errors.
+
+        A read, or a write that never reached the server, is retried once: a dead pooled
+        connection is replaced by a new one on the second acquire.
+        """
+        if self._closed:
+            raise StoreUnavailableError("postgres store is closed")
+        for attempt in (1, 2):
+            sent = done = False
+            try:
+                pool = await self._get_pool()
+                async with pool.acquire() as conn:
+                    sent = True
+                    try:
+                        result = await fn(conn)
+                    except asyncio.CancelledError:
+                        # The command may be half sent or half read: never reuse it.
+                        conn.terminate()
+                        raise
+                    done = True
+                return result
+            except _DRIVER_ERRORS as exc:
+                if done:
+                    # Only handing the connection back failed; the pool drops it.
+                    return result
+                # Retry what never reached the server (acquiring, connecting) and a read
+                # whose connection broke or was found closed.
+                broken = _connection_lost(exc) or isinstance(exc, asyncpg.InterfaceError)
+                retry = not sent or (broken and not write)
+                if attempt == 2 or not retry:
+                    raise _translate(exc, operation, write=write, sent=sent) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- protocol -------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        """Create the schema and tables, applying each pending migration once.
+
+        Each migration runs in its own transaction under an advisory lock keyed on the
+        schema, so many processes may call this at once. Idempotent.
+
+        Raises:
+            StoreUnavailableError: the server failed or refused the DDL.
+        """
+        if self._migrated:
+            return
+        latest = sql.MIGRATIONS[-1][0]
+
+        async def current(conn: Any) -> int:
+            try:
+                return int(await conn.fetchval(self._sql.current_version))
+            except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+                return 0
+
+        if await self._run("setup", current, write=False) < latest:
+            for migration in self._sql.migrations:
+
+                def apply(conn: Any, migration: sql.Migration = migration) -> Awaitable[None]:
+                    return self._apply(conn, *migration)
+
+                await self._run("setup", apply, write=True)
+        self._migrated = True
+
+    async def _apply(self, conn: Any, version: int, name: str, statements: Sequence[str]) -> None:
+        async with conn.transaction():
+            await conn.execute(sql.ADVISORY_LOCK, sql.migration_lock_key(self.schema))
+            # Skip CREATE SCHEMA when it exists: it needs CREATE on the database.
+            if await conn.fetchval(sql.SCHEMA_EXISTS, self.schema) is None:
+                await conn.execute(self._sql.create_schema)
+            await conn.execute(self._sql.create_migrations)
+            if await conn.fetchval(self._sql.migration_applied, version) is not None:
+                return
+            for statement in statements:
+                await conn.execute(statement)
+            await conn.execute(self._sql.record_migration, version, name)
+
+    async def get(self, record_id: RecordId) -> Record | None:
+        params = (*_key(record_id), time.time())
+        row = await self._run("get", lambda c: c.fetchrow(self._sql.get, *params), write=False)
+        return None if row is None else _record(row)
+
+    async def put(self, record: Record, *, expected_version: int | None = None) -> int:
+        params: tuple[Any, ...] = _row(record, time.time())
+        if expected_version is None:
+            statement = self._sql.upsert
+        elif expected_version == 0:
+            statement = self._sql.insert_if_absent
+        else:
+            statement, params = self._sql.update_if_version, (*params, expected_version)
+        version = await self._run("put", lambda c: c.fetchval(statement, *params), write=True)
+        if version is None:
+            raise ConflictError(f"{record.id.describe()}: stored version is not {expected_version}")
+        return int(version)
+
+    async def put_many(self, records: Sequence[Record], *, if_absent: bool = False) -> None:
+        if not records:
+            return
+        batch = _dedupe(records, keep_first=if_absent)
+        statement = self._sql.put_many_if_absent if if_absent else self._sql.put_many
+        params = _columns(batch, time.time())
+        await self._run("put_many", lambda c: c.execute(statement, *params), write=True)
+
+    async def replicate(self, records: Sequence[Record]) -> None:
+        """Write records exactly as given (versions and times included), in one statement."""
+        if not records:
+            return
+        batch = _dedupe(records, keep_first=False)
+        params = (
+            *_columns(batch, 0.0)[:-1],
+            [r.version for r in batch],
+            [r.updated_at for r in batch],
+        )
+        await self._run("replicate", lambda c: c.execute(self._sql.replicate, *params), write=True)
+
+    async def find(self, query: Query) -> list[Record]:
+        text, params = sql.compose_find(self._sql, query, time.time())
+        rows = await self._run("find", lambda c: c.fetch(text, *params), write=False)
+        return [_record(row) for row in rows]
+
+    async def claim(self, claim: Claim) -> Record | None:
+        params = (
+            claim.tenant, claim.thread, claim.kind, time.time(), list(claim.statuses),
+            claim.reclaim_expired, claim.to_status, claim.lease_until,
+        )  # fmt: skip
+        row = await self._run("claim", lambda c: c.fetchrow(self._sql.claim, *params), write=True)
+        return None if row is None else _record(row)
+
+    async def delete(self, record_ids: Sequence[RecordId]) -> int:
+        if not record_ids:
+            return 0
+        keys = [_key(rid) for rid in record_ids]
+        params = (*([k[i] for k in keys] for i in range(5)), time.time())
+        count = await self._run(
+            "delete", lambda c: c.fetchval(self._sql.delete_many, *params), write=True
+        )
+        return int(count)
+
+    async def delete_thread(self, tenant: str, thread: str) -> int:
+        """Delete every record of a thread; writes one audit row (the count, no data)."""
+        params = (tenant, thread, self.actor)
+        count = await self._run(
+            "delete_thread", lambda c: c.fetchval(self._sql.delete_thread, *params), write=True
+        )
+        return int(count)
+
+    async def delete_tenant(self, tenant: str) -> int:
+        """Delete every record of a tenant; writes one audit row (the count, no data)."""
+        params = (tenant, self.actor)
+        count = await self._run(
+            "delete_tenant", lambda c: c.fetchval(self._sql.delete_tenant, *params), write=True
+        )
+        return int(count)
+
+    async def threads(
+        self, tenant: str | None, *, after: str | None = None, limit: int = 100
+    ) -> list[tuple[str, str]]:
+        params = (tenant, after, time.time(), limit)
+        rows = await self._run(
+            "threads", lambda c: c.fetch(self._sql.threads, *params), write=False
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    async def scan(self, after: RecordId | None = None, *, limit: int = 500) -> list[Record]:
+        params: tuple[Any, ...]
+        if after is None:
+            text, params = self._sql.scan_first, (limit,)
+        else:
+            text, params = self._sql.scan_after, (*_key(after), limit)
+        rows = await self._run("scan", lambda c: c.fetch(text, *params), write=False)
+        return [_record(row) for row in rows]
+
+    async def sweep(self, *, now: float | None = None, limit: int = 1000) -> int:
+        """Delete up to `limit` expired records; one audit row per tenant swept.
+
+        Rows are taken with `FOR UPDATE SKIP LOCKED`: concurrent sweepers never wait on
+        or double-count each other. Call again until it returns less than `limit`.
+        """
+        params = (time.time() if now is None else now, limit, self.actor)
+        rows = await self._run("sweep", lambda c: c.fetch(self._sql.sweep, *params), write=True)
+        return sum(int(row[0]) for row in rows)
+
+    async def ping(self) -> None:
+        await self._run("ping", lambda c: c.fetchval(sql.PING), write=False)
+
+    async def _close(self) -> None:
+        if self._connect is None or self._pool is None:
+            return  # borrowed, or never opened
+        pool, self._pool = self._pool, None
+        try:
+            await pool.close()
+        except BaseException:
+            pool.terminate()
+            raise
+
+    def __repr__(self) -> str:
+        owned = "owned" if self._connect is not None else "borrowed"
+        return f"PostgresStore(schema={self.schema!r}, pool={owned})"
