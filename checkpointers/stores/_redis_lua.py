@@ -1,0 +1,440 @@
+"""Lua scripts of `RedisStore`, one constant per script.
+
+Every per-thread script gets the thread's key base ``<prefix>{<tenant>,<thread>}`` as
+``KEYS[1]`` (a name that is never written) and derives the names of the thread's keys
+from it, so they all carry the same hash tag and live in one cluster slot:
+
+=============================  ======  ============================================
+key                            type    content
+=============================  ======  ============================================
+``T:r:<lp ns><lp kind><key>``  hash    one record: body and routing fields
+``T:m``                        hash    registry: ``ns\\0kind\\0key`` -> routing
+                                       (``sort\\0group\\0status\\0has-lease``)
+``T:k:<kind>``                 zset    lex members ``sort\\0ns\\0key``
+``T:x:<lp kind><ns>``          zset    lex members ``sort\\0key``
+``T:g:<group>``                zset    lex members ``sort\\0ns\\0kind\\0key``
+``T:c:<lp kind><status>``      zset    lex members ``sort\\0ns\\0key`` (claims)
+``T:L:<kind>``                 zset    score lease_until, members ``sort\\0ns\\0key``
+``T:e``                        zset    score expires_at, members ``ns\\0kind\\0key``
+``T:q``                        hash    recent claim operation ids -> claimed member
+=============================  ======  ============================================
+
+``lp(s)`` is ``<byte length>:<s>``, so the parts of a name cannot run into each other;
+record fields never hold NUL, so NUL-joined members are unambiguous and sort like the
+tuples they encode. Nothing a user supplies is formatted into a script: it arrives as
+``ARGV``. Strings are compared byte by byte (`lt`), never with Lua's ``<`` (strcoll).
+
+Expiry: a record's ``expires_at`` becomes PEXPIREAT on its hash; every index key gets
+the latest expiry of its members (none if one member has none), so once every record
+has expired the index keys are gone too. Members of a record that Redis expired are
+pruned when a script meets them, through the registry, and by the sweep (``PRUNE``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CLAIM",
+    "DELETE",
+    "DELETE_THREAD",
+    "FIND",
+    "GET",
+    "LIST",
+    "PRUNE",
+    "SCRIPTS",
+    "TOUCH",
+    "WRITE",
+]
+
+_PRELUDE = r"""
+local T = KEYS[1]
+local tm = redis.call('TIME')
+local NOW_MS = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+
+local function lp(s) return #s .. ':' .. s end
+local function rkey(ns, kind, key) return T .. ':r:' .. lp(ns) .. lp(kind) .. key end
+
+local function split(s)
+  local out, i = {}, 1
+  while true do
+    local j = string.find(s, '\0', i, true)
+    if not j then out[#out + 1] = string.sub(s, i); return out end
+    out[#out + 1] = string.sub(s, i, j - 1)
+    i = j + 1
+  end
+end
+
+local function lt(a, b)
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+local function opt(s) if s == '' then return nil end return string.sub(s, 2) end
+local function exp_ms(e) if e == '' then return 0 end return math.floor(tonumber(e) * 1000) end
+
+-- Give `key` the expiry `ms` (0: none) unless it already lives longer.
+-- `pttl` is PTTL of the key before the write (-2 absent, -1 no expiry).
+local function keep_until(key, pttl, ms)
+  if ms == 0 then
+    if pttl >= 0 then redis.call('PERSIST', key) end
+  elseif pttl == -2 or (pttl >= 0 and NOW_MS + pttl < ms) then
+    redis.call('PEXPIREAT', key, string.format('%d', ms))
+  end
+end
+
+local function zadd(key, score, member, ms)
+  local pttl = redis.call('PTTL', key)
+  redis.call('ZADD', key, score, member)
+  keep_until(key, pttl, ms)
+end
+
+local function index(ns, kind, key, sort, group, status, lease, e)
+  local id = ns .. '\0' .. kind .. '\0' .. key
+  local ms = exp_ms(e)
+  local sk = sort .. '\0' .. ns .. '\0' .. key
+  zadd(T .. ':k:' .. kind, 0, sk, ms)
+  zadd(T .. ':x:' .. lp(kind) .. ns, 0, sort .. '\0' .. key, ms)
+  zadd(T .. ':c:' .. lp(kind) .. status, 0, sk, ms)
+  if group ~= '' then zadd(T .. ':g:' .. group, 0, sort .. '\0' .. id, ms) end
+  if lease ~= '' then zadd(T .. ':L:' .. kind, lease, sk, ms) end
+  if e ~= '' then zadd(T .. ':e', e, id, ms) end
+  local m = T .. ':m'
+  local pttl = redis.call('PTTL', m)
+  local flag = ''
+  if lease ~= '' then flag = '1' end
+  redis.call('HSET', m, id, sort .. '\0' .. group .. '\0' .. status .. '\0' .. flag)
+  keep_until(m, pttl, ms)
+  -- T:e must outlive every index entry it lets the sweep find: it lives as the registry.
+  local left = redis.call('PTTL', m)
+  if left == -1 then redis.call('PERSIST', T .. ':e')
+  else redis.call('PEXPIRE', T .. ':e', left) end
+end
+
+local function unindex(id)
+  local m = T .. ':m'
+  local v = redis.call('HGET', m, id)
+  if not v then return end
+  local p, r = split(id), split(v)
+  local ns, kind, key, sort, group, status = p[1], p[2], p[3], r[1], r[2], r[3]
+  local sk = sort .. '\0' .. ns .. '\0' .. key
+  redis.call('ZREM', T .. ':k:' .. kind, sk)
+  redis.call('ZREM', T .. ':x:' .. lp(kind) .. ns, sort .. '\0' .. key)
+  redis.call('ZREM', T .. ':c:' .. lp(kind) .. status, sk)
+  if group ~= '' then redis.call('ZREM', T .. ':g:' .. group, sort .. '\0' .. id) end
+  if r[4] == '1' then redis.call('ZREM', T .. ':L:' .. kind, sk) end
+  redis.call('ZREM', T .. ':e', id)
+  redis.call('HDEL', m, id)
+end
+
+local function load(ns, kind, key)
+  local flat = redis.call('HGETALL', rkey(ns, kind, key))
+  if #flat == 0 then return nil end
+  local h = {}
+  for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+  return h
+end
+
+local function live(h, now) return h.e == '' or tonumber(h.e) > now end
+
+-- Row version of the record if it is live, and as stored (0 when absent).
+local function current(rk, now)
+  local r = redis.call('HMGET', rk, 'v', 'e')
+  if not r[1] then return 0, 0 end
+  local stored = tonumber(r[1])
+  if r[2] ~= '' and tonumber(r[2]) <= now then return 0, stored end
+  return stored, stored
+end
+
+local function reply(h)
+  return {h.ns, h.kd, h.k, h.b, h.s, h.g, h.st, h.tk, h.e, h.l, h.v, h.u}
+end
+"""
+
+#: Write records of one thread. ARGV: now, mode (put|cas|absent|copy), expected version,
+#: count, operation id (a retry of an applied operation returns its result), then per
+#: record: ns, kind, key, body, sort, group, status, tokens, expires_at,
+#: lease_until, version, updated_at ("" for none; a version and updated_at given are
+#: kept as they are, for replication). Returns {1, version of the first record} or
+#: {0, current version}.
+WRITE = (
+    _PRELUDE
+    + r"""
+local now = tonumber(ARGV[1])
+local mode, n = ARGV[2], tonumber(ARGV[4])
+local done = redis.call('HMGET', rkey(ARGV[6], ARGV[7], ARGV[8]), 'o', 'v')
+if ARGV[5] ~= '' and done[1] == ARGV[5] then return {1, tonumber(done[2])} end
+if mode == 'cas' then
+  local cur = current(rkey(ARGV[6], ARGV[7], ARGV[8]), now)
+  if cur ~= tonumber(ARGV[3]) then return {0, cur} end
+end
+local first = 0
+for i = 0, n - 1 do
+  local o = 5 + i * 12
+  local ns, kind, key = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
+  local rk = rkey(ns, kind, key)
+  local cur, stored = current(rk, now)
+  if not (mode == 'absent' and cur > 0) then
+    local v = stored + 1
+    if ARGV[o + 11] ~= '' then v = tonumber(ARGV[o + 11]) end
+    local u = ARGV[o + 12]
+    if u == '' then u = ARGV[1] end
+    local e, lease = ARGV[o + 9], ARGV[o + 10]
+    unindex(ns .. '\0' .. kind .. '\0' .. key)
+    redis.call('DEL', rk)
+    local ms = exp_ms(e)
+    if ms == 0 or ms > NOW_MS then
+      local d = ''
+      if e ~= '' then d = string.format('%.17g', tonumber(e) - now) end
+      redis.call('HSET', rk, 'ns', ns, 'kd', kind, 'k', key, 'b', ARGV[o + 4],
+        's', ARGV[o + 5], 'g', ARGV[o + 6], 'st', ARGV[o + 7], 'tk', ARGV[o + 8],
+        'e', e, 'l', lease, 'v', tostring(v), 'u', u, 'd', d, 'o', ARGV[5])
+      if ms ~= 0 then redis.call('PEXPIREAT', rk, string.format('%d', ms)) end
+      index(ns, kind, key, ARGV[o + 5], ARGV[o + 6], ARGV[o + 7], lease, e)
+    end
+    if i == 0 then first = v end
+  end
+end
+return {1, first}
+"""
+)
+
+#: Read records of one thread. ARGV: now, live-only (1|""), refresh (1|""), count, then
+#: ns, kind, key per record. Returns one row or false per record. With refresh, a live
+#: record written with an expiry gets it again from now (record, indexes).
+GET = (
+    _PRELUDE
+    + r"""
+local now = tonumber(ARGV[1])
+local out = {}
+for i = 0, tonumber(ARGV[4]) - 1 do
+  local ns, kind, key = ARGV[5 + i * 3], ARGV[6 + i * 3], ARGV[7 + i * 3]
+  local h = load(ns, kind, key)
+  if h and ARGV[2] == '1' and not live(h, now) then h = nil end
+  if h and ARGV[3] == '1' and h.d ~= '' then
+    local e = string.format('%.17g', now + tonumber(h.d))
+    if tonumber(e) > tonumber(h.e) then
+      unindex(ns .. '\0' .. kind .. '\0' .. key)
+      h.e = e
+      local rk = rkey(ns, kind, key)
+      redis.call('HSET', rk, 'e', e)
+      redis.call('PEXPIREAT', rk, string.format('%d', exp_ms(e)))
+      index(ns, kind, key, h.s, h.g, h.st, h.l, e)
+    end
+  end
+  if h then out[#out + 1] = reply(h) else out[#out + 1] = false end
+end
+return out
+"""
+)
+
+#: Records of one thread matching a query. ARGV: now, then kind, namespace, group, before,
+#: after (each "" for none or "=" + value), limit (-1 none), descending (1|""), number of
+#: statuses (-1 none) and the statuses, number of tokens and the tokens. Rows come in
+#: index order; without kind and group, every record is checked and the limit is not
+#: applied (the caller sorts and cuts).
+FIND = (
+    _PRELUDE
+    + r"""
+local now = tonumber(ARGV[1])
+local kind, ns, group = opt(ARGV[2]), opt(ARGV[3]), opt(ARGV[4])
+local before, after = opt(ARGV[5]), opt(ARGV[6])
+local limit, desc = tonumber(ARGV[7]), ARGV[8] == '1'
+local i = 9
+local nst, statuses = tonumber(ARGV[i]), nil
+if nst >= 0 then
+  statuses = {}
+  for j = 1, nst do statuses[ARGV[i + j]] = true end
+  i = i + nst
+end
+i = i + 1
+local tokens = {}
+for j = 1, tonumber(ARGV[i]) do tokens[j] = ' ' .. ARGV[i + j] .. ' ' end
+
+local out, dead = {}, {}
+local function check(ns_, kind_, key_)
+  local h = load(ns_, kind_, key_)
+  if not h then dead[#dead + 1] = ns_ .. '\0' .. kind_ .. '\0' .. key_; return end
+  if not live(h, now) then return end
+  if (kind and h.kd ~= kind) or (ns and h.ns ~= ns) or (group and h.g ~= group) then return end
+  if statuses and not statuses[h.st] then return end
+  for _, t in ipairs(tokens) do
+    if not string.find(h.tk, t, 1, true) then return end
+  end
+  if (before and not lt(h.s, before)) or (after and not lt(after, h.s)) then return end
+  out[#out + 1] = reply(h)
+end
+
+local idx, shape
+if group then idx, shape = T .. ':g:' .. group, 'g'
+elseif kind and ns then idx, shape = T .. ':x:' .. lp(kind) .. ns, 'x'
+elseif kind then idx, shape = T .. ':k:' .. kind, 'k' end
+if idx then
+  local lo, hi = '-', '+'
+  if after then lo = '[' .. after .. '\1' end
+  if before then hi = '(' .. before end
+  local off, step = 0, 64
+  while limit < 0 or #out < limit do
+    local batch
+    if desc then batch = redis.call('ZREVRANGEBYLEX', idx, hi, lo, 'LIMIT', off, step)
+    else batch = redis.call('ZRANGEBYLEX', idx, lo, hi, 'LIMIT', off, step) end
+    for _, m in ipairs(batch) do
+      local p = split(m)
+      if shape == 'g' then check(p[2], p[3], p[4])
+      elseif shape == 'x' then check(ns, kind, p[2])
+      else check(p[2], kind, p[3]) end
+      if limit >= 0 and #out >= limit then break end
+    end
+    if #batch < step then break end
+    off = off + step
+  end
+else
+  for _, id in ipairs(redis.call('HKEYS', T .. ':m')) do
+    local p = split(id)
+    check(p[1], p[2], p[3])
+  end
+end
+for _, id in ipairs(dead) do unindex(id) end
+return out
+"""
+)
+
+#: Claim the oldest claimable record of one thread and kind. ARGV: now, kind, to_status,
+#: lease_until (""), reclaim expired leases (1|""), operation id, number of statuses,
+#: statuses. Returns the claimed row or false. ``T:q`` maps recent operation ids to what
+#: they claimed (kept a minute at most), so a retried claim returns its record instead
+#: of claiming a second one.
+CLAIM = (
+    _PRELUDE
+    + r"""
+local now, kind, op = tonumber(ARGV[1]), ARGV[2], ARGV[6]
+local q = T .. ':q'
+local prior = redis.call('HGET', q, op)
+if prior then
+  local p = split(prior)
+  local h = load(p[2], kind, p[3])
+  if h then return reply(h) end
+  return false
+end
+local best, bh, dead = nil, nil, {}
+local function consider(sk)
+  if best and not lt(sk, best) then return 'later' end
+  local p = split(sk)
+  local h = load(p[2], kind, p[3])
+  if not h then dead[#dead + 1] = p[2] .. '\0' .. kind .. '\0' .. p[3]; return nil end
+  if not live(h, now) then return nil end
+  best, bh = sk, h
+  return 'taken'
+end
+for s = 1, tonumber(ARGV[7]) do
+  local idx = T .. ':c:' .. lp(kind) .. ARGV[7 + s]
+  local off, done = 0, false
+  while not done do
+    local batch = redis.call('ZRANGEBYLEX', idx, '-', '+', 'LIMIT', off, 16)
+    for _, sk in ipairs(batch) do
+      if consider(sk) then done = true; break end
+    end
+    if #batch < 16 then done = true end
+    off = off + 16
+  end
+end
+if ARGV[5] == '1' then
+  for _, sk in ipairs(redis.call('ZRANGEBYSCORE', T .. ':L:' .. kind, '-inf', '(' .. ARGV[1])) do
+    consider(sk)
+  end
+end
+for _, id in ipairs(dead) do unindex(id) end
+if not best then return false end
+local p = split(best)
+local ns, key = p[2], p[3]
+unindex(ns .. '\0' .. kind .. '\0' .. key)
+bh.st, bh.l, bh.v, bh.u = ARGV[3], ARGV[4], tostring(tonumber(bh.v) + 1), ARGV[1]
+redis.call('HSET', rkey(ns, kind, key), 'st', bh.st, 'l', bh.l, 'v', bh.v, 'u', bh.u)
+index(ns, kind, key, bh.s, bh.g, bh.st, bh.l, bh.e)
+if redis.call('HLEN', q) >= 1000 then redis.call('DEL', q) end
+redis.call('HSET', q, op, best)
+local left = redis.call('PTTL', T .. ':m')
+if left < 0 or left > 60000 then left = 60000 end
+redis.call('PEXPIRE', q, left)
+return reply(bh)
+"""
+)
+
+#: Delete records of one thread. ARGV: now, count, then ns, kind, key per record.
+#: Returns how many were live.
+DELETE = (
+    _PRELUDE
+    + r"""
+local now, count = tonumber(ARGV[1]), 0
+for i = 0, tonumber(ARGV[2]) - 1 do
+  local ns, kind, key = ARGV[3 + i * 3], ARGV[4 + i * 3], ARGV[5 + i * 3]
+  local rk = rkey(ns, kind, key)
+  if current(rk, now) > 0 then count = count + 1 end
+  redis.call('DEL', rk)
+  unindex(ns .. '\0' .. kind .. '\0' .. key)
+end
+return count
+"""
+)
+
+#: Delete every record of one thread with its indexes. Returns how many records existed.
+DELETE_THREAD = (
+    _PRELUDE
+    + r"""
+local count = 0
+for _, id in ipairs(redis.call('HKEYS', T .. ':m')) do
+  local p = split(id)
+  count = count + redis.call('DEL', rkey(p[1], p[2], p[3]))
+  unindex(id)
+end
+redis.call('DEL', T .. ':m', T .. ':e', T .. ':q')
+return count
+"""
+)
+
+#: Delete up to ARGV[2] records of one thread whose expires_at <= ARGV[1] (and the index
+#: entries of those Redis already expired). Returns {records deleted, records left}.
+PRUNE = (
+    _PRELUDE
+    + r"""
+local count = 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', T .. ':e', '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])) do
+  local p = split(id)
+  count = count + redis.call('DEL', rkey(p[1], p[2], p[3]))
+  unindex(id)
+end
+return {count, redis.call('HLEN', T .. ':m')}
+"""
+)
+
+#: Identities (``ns\0kind\0key``) of every record of one thread.
+LIST = (
+    _PRELUDE
+    + r"""
+return redis.call('HKEYS', T .. ':m')
+"""
+)
+
+#: Add ARGV[1] to the lex set KEYS[1] (tenants, or threads of a tenant) and keep the set
+#: at least until ARGV[2] (epoch seconds; "" for ever).
+TOUCH = (
+    _PRELUDE
+    + r"""
+zadd(KEYS[1], 0, ARGV[1], exp_ms(ARGV[2]))
+return 1
+"""
+)
+
+SCRIPTS: dict[str, str] = {
+    "claim": CLAIM,
+    "delete": DELETE,
+    "delete_thread": DELETE_THREAD,
+    "find": FIND,
+    "get": GET,
+    "list": LIST,
+    "prune": PRUNE,
+    "touch": TOUCH,
+    "write": WRITE,
+}

@@ -1,0 +1,607 @@
+"""`RedisStore`: records in plain Redis (no modules), on one server or a Redis Cluster.
+
+Layout (``P`` is the key prefix, ``T`` = ``P{<tenant>,<thread>}`` the thread's key base):
+
+* every key of one thread starts with ``T``, so its hash tag is exactly the escaped
+  ``tenant,thread`` pair and all of them live in one cluster slot: a record is a hash,
+  its indexes are sorted sets next to it (see `checkpointers.stores._redis_lua`), and
+  every multi-key update is one Lua script on that slot.
+* ``P{<tenant>}:threads`` (lex set of the tenant's threads) and ``P:tenants`` (lex set
+  of tenants) serve the cross-thread operations. They live in other slots, so they are
+  updated in a separate step, sent in the same pipeline just before the thread's script:
+  a failure between the two leaves a thread listed without records (pruned later),
+  never records that no listing reaches.
+
+Tenant and thread are escaped (``%``, ``{``, ``}`` and ``,`` become ``%XX``) so user ids
+can neither inject a hash tag nor collide. No ``KEYS`` and no ``SCAN`` on any path but
+`delete_tenant`, which scans for keys of the tenant's threads that no listing names.
+
+Expiry: ``expires_at`` becomes PEXPIREAT on the record; index keys and the listing sets
+keep the latest expiry of their members, so expired data leaves no keys behind;
+`sweep` and the reads prune index entries of records Redis already expired.
+
+`put_many` is all-or-none on a single server (MULTI); on a cluster it is atomic per
+thread only. The scripts derive key names inside the thread's slot from ``KEYS[1]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import secrets
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
+
+import redis.exceptions
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    BusyLoadingError,
+    MaxConnectionsError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from checkpointers.errors import ConfigurationError, ConflictError, StoreUnavailableError
+from checkpointers.record import Claim, Query, Record, RecordId
+from checkpointers.stores._redis_lua import SCRIPTS
+from checkpointers.stores.base import Store
+from checkpointers.urls import parse_bool, parse_positive_int, parse_seconds
+
+__all__ = ["RedisStore", "parse_prefix"]
+
+T = TypeVar("T")
+Client = Redis | RedisCluster
+DEFAULT_PREFIX = "checkpointers:"
+_PREFIX = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D", ",": "%2C"})
+_GLOB = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+_NOT_SENT = (AuthenticationError, AuthorizationError, BusyLoadingError, MaxConnectionsError)
+_RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# Every exception redis-py raises derives from one of these (IncorrectPolicyType, from
+# cluster command-policy parsing, exists from redis-py 6 on).
+_DRIVER: tuple[type[Exception], ...] = tuple(
+    c
+    for c in (
+        RedisError,
+        RedisClusterException,
+        getattr(redis.exceptions, "IncorrectPolicyType", None),
+    )
+    if isinstance(c, type) and issubclass(c, Exception)
+)
+_BATCH = 200
+
+
+def parse_prefix(value: str) -> str:
+    """A key prefix: 1-64 letters, digits, ``_ . : -`` (no braces, no glob characters)."""
+    if not _PREFIX.match(value):
+        raise ConfigurationError("expected 1-64 characters among letters, digits, _ . : -")
+    return value
+
+
+def _esc(text: str) -> str:
+    return text.translate(_ESCAPES)
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else repr(float(value))
+
+
+def _opt(value: str | None) -> str:
+    return "" if value is None else "=" + value
+
+
+def _op() -> str:
+    """A new operation id: a retried write or claim with it is applied once."""
+    return secrets.token_hex(12)
+
+
+def _text(raw: bytes | str) -> str:
+    return raw if isinstance(raw, str) else raw.decode()
+
+
+def _record(tenant: str, thread: str, row: Sequence[bytes]) -> Record:
+    ns, kind, key, body, sort, group, status, tokens, exp, lease, version, updated = row
+    return Record(
+        id=RecordId(tenant, thread, _text(ns), _text(kind), _text(key)),
+        body=bytes(body),
+        sort=_text(sort),
+        group=_text(group),
+        status=_text(status),
+        tokens=frozenset(_text(tokens).split()),
+        expires_at=float(exp) if exp else None,
+        lease_until=float(lease) if lease else None,
+        version=int(version),
+        updated_at=float(updated),
+    )
+
+
+def _fields(record: Record, *, exact: bool = False) -> list[str | bytes]:
+    rid = record.id
+    tokens = f" {' '.join(sorted(record.tokens))} " if record.tokens else ""
+    return [
+        rid.namespace, rid.kind, rid.key, record.body, record.sort, record.group,
+        record.status, tokens, _num(record.expires_at), _num(record.lease_until),
+        str(record.version) if exact else "", _num(record.updated_at) if exact else "",
+    ]  # fmt: skip
+
+
+def _latest(expiries: Sequence[float | None]) -> float | None:
+    return None if any(e is None for e in expiries) else max(e for e in expiries if e)
+
+
+def _unavailable(exc: BaseException, what: str, *, write: bool) -> StoreUnavailableError:
+    # Classified by type only: redis messages may carry host names.
+    applied = write and isinstance(exc, _RETRYABLE) and not isinstance(exc, _NOT_SENT)
+    return StoreUnavailableError(
+        f"redis {what} failed ({type(exc).__name__})", may_have_applied=applied
+    )
+
+
+Call = tuple[str, str, list[Any]]
+
+
+class RedisStore(Store):
+    """Records in Redis, cluster-safe, with no module needed.
+
+    Args:
+        client: a `redis.asyncio.Redis` or `RedisCluster` with ``decode_responses`` off.
+            Borrowed: never closed by the store (`from_url` makes one it owns).
+        prefix: key prefix isolating this store's keys.
+        refresh_ttl_on_read: `get` gives a record written with an expiry the same time
+            to live again, counted from the read.
+        attempts: tries of each operation on connection errors, with backoff. Writes
+            and claims carry an operation id, so a retry never applies one twice.
+
+    Raises:
+        ConfigurationError: invalid prefix, or a client that decodes responses.
+    """
+
+    url_options: ClassVar = {
+        "prefix": parse_prefix,
+        "cluster": parse_bool,
+        "pool_size": parse_positive_int,
+        "refresh_ttl_on_read": parse_bool,
+        "socket_timeout": parse_seconds,
+    }
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        refresh_ttl_on_read: bool = False,
+        attempts: int = 3,
+    ) -> None:
+        try:
+            self.prefix = parse_prefix(prefix)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"prefix: {exc}") from None
+        if client.get_encoder().decode_responses:
+            raise ConfigurationError("the redis client must not decode responses")
+        self._client = client
+        self._cluster = isinstance(client, RedisCluster)
+        self._refresh = refresh_ttl_on_read
+        self._attempts = max(1, attempts)
+        self._shas = {
+            name: hashlib.sha1(src.encode(), usedforsecurity=False).hexdigest()
+            for name, src in SCRIPTS.items()
+        }
+        self._tenants_key = f"{self.prefix}tenants"
+        self._gate: asyncio.Semaphore | None = None
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        cluster: bool = False,
+        pool_size: int = 64,
+        refresh_ttl_on_read: bool = False,
+        socket_timeout: float = 5.0,
+        **options: Any,
+    ) -> RedisStore:
+        """A store owning a new client for ``redis://``, ``rediss://`` or ``unix://``.
+
+        On one server the client has no driver retries (the store retries, see
+        `attempts`), a health check of idle connections and a pool of at most
+        `pool_size` connections that callers wait for. With `cluster` it is a
+        `RedisCluster` (its own retries re-route after failovers) with at most
+        `pool_size` requests in flight.
+
+        Raises:
+            ConfigurationError: a malformed URL or option.
+        """
+        timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
+        client: Client
+        try:
+            if cluster:
+                if urlsplit(url).scheme == "unix":
+                    raise ConfigurationError("a Redis Cluster is not reached over unix://")
+                client = RedisCluster.from_url(
+                    url, max_connections=pool_size, **timeouts, **options
+                )
+            else:
+                pool = BlockingConnectionPool.from_url(
+                    url,
+                    max_connections=pool_size,
+                    timeout=socket_timeout,
+                    retry=Retry(NoBackoff(), 0),
+                    health_check_interval=30,
+                    **timeouts,
+                    **options,
+                )
+                client = Redis.from_pool(pool)
+        except (ValueError, TypeError):
+            raise ConfigurationError("invalid redis URL or client option") from None
+        store = cls(client, prefix=prefix, refresh_ttl_on_read=refresh_ttl_on_read)
+        store._owned_resources = True
+        if cluster:
+            store._gate = asyncio.Semaphore(pool_size)
+        return store
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def _tag(self, tenant: str, thread: str) -> str:
+        return f"{self.prefix}{{{_esc(tenant)},{_esc(thread)}}}"
+
+    def _threads_key(self, tenant: str) -> str:
+        return f"{self.prefix}{{{_esc(tenant)}}}:threads"
+
+    async def _io(self, what: str, fn: Callable[[], Awaitable[T]], *, write: bool = False) -> T:
+        """Run `fn`, retrying connection errors with backoff; translate driver errors.
+
+        Every operation may be retried: reads and deletes are idempotent, and writes and
+        claims carry an operation id that makes a retry of an applied one return its
+        first result (see `_redis_lua`).
+        """
+        if self._closed:
+            raise StoreUnavailableError("redis store is closed")
+        for attempt in range(self._attempts):
+            try:
+                return await fn()
+            except _RETRYABLE as exc:
+                if attempt + 1 >= self._attempts:
+                    raise _unavailable(exc, what, write=write) from exc
+            except _DRIVER as exc:
+                raise _unavailable(exc, what, write=write) from exc
+            await asyncio.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _load_scripts(self) -> None:
+        for src in SCRIPTS.values():
+            await self._client.script_load(src)
+
+    async def _send(self, calls: Sequence[Call], atomic: bool) -> list[Any]:
+        results: list[Any]
+        if len(calls) == 1:
+            name, tag, args = calls[0]
+            return [await self._gated(self._shas[name], tag, args)]
+        if self._cluster:
+            # Cluster pipelines refuse EVALSHA: send the calls at once, one per request.
+            # A failure is retried whole by `_io` (every call is safe to repeat), so a
+            # listing step that failed next to a write that succeeded is sent again.
+            sent = [self._gated(self._shas[n], tag, args) for n, tag, args in calls]
+            results = list(await asyncio.gather(*sent, return_exceptions=True))
+        else:
+            pipe = self._client.pipeline(transaction=atomic)
+            for name, tag, args in calls:
+                pipe.evalsha(self._shas[name], 1, tag, *args)
+            results = await pipe.execute(raise_on_error=False)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results
+
+    async def _gated(self, sha: str, tag: str, args: list[Any]) -> Any:
+        """EVALSHA on a cluster, waiting for a connection when `pool_size` are busy.
+
+        RedisCluster raises instead of waiting when its per-node pool is exhausted; this
+        semaphore is that pool's wait queue, not a lock around the I/O.
+        """
+        if self._gate is None:
+            return await self._client.evalsha(sha, 1, tag, *args)
+        async with self._gate:
+            return await self._client.evalsha(sha, 1, tag, *args)
+
+    async def _eval(
+        self, what: str, calls: Sequence[Call], *, write: bool = False, atomic: bool = False
+    ) -> list[Any]:
+        """Run scripts in one round trip (a pipeline), loading them again after NOSCRIPT."""
+
+        async def run() -> list[Any]:
+            out: list[Any] = []
+            for start in range(0, len(calls), _BATCH):
+                chunk = calls[start : start + _BATCH]
+                try:
+                    out += await self._send(chunk, atomic)
+                except NoScriptError:
+                    # NOSCRIPT: the server lost its script cache (restart, flush), so no
+                    # script of the chunk ran; load them and send the chunk again.
+                    await self._load_scripts()
+                    out += await self._send(chunk, atomic)
+            return out
+
+        return await self._io(what, run, write=write)
+
+    def _touches(self, tenant: str, thread: str, expires: float | None) -> list[Call]:
+        exp = _num(expires)
+        return [
+            ("touch", self._tenants_key, [tenant, exp]),
+            ("touch", self._threads_key(tenant), [thread, exp]),
+        ]
+
+    async def _members(self, key: str) -> list[str]:
+        """Every member of a lex set, in order."""
+        out: list[str] = []
+        while True:
+            found = await self._zpage(key, out[-1] if out else None, 1000)
+            out += found
+            if len(found) < 1000:
+                return out
+
+    async def _pairs(self, tenant: str | None) -> list[tuple[str, str]]:
+        tenants = [tenant] if tenant is not None else await self._members(self._tenants_key)
+        pairs: list[tuple[str, str]] = []
+        for name in tenants:
+            pairs += [(name, th) for th in await self._members(self._threads_key(name))]
+        return pairs
+
+    # -- protocol -------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        await self._io("script load", self._load_scripts)
+
+    async def get(self, record_id: RecordId) -> Record | None:
+        rid = record_id
+        tag = self._tag(rid.tenant, rid.thread)
+        args = [_num(time.time()), "1", "1" if self._refresh else "", 1,
+                rid.namespace, rid.kind, rid.key]  # fmt: skip
+        (rows,) = await self._eval("get", [("get", tag, args)], write=self._refresh)
+        if not rows[0]:
+            return None
+        record = _record(rid.tenant, rid.thread, rows[0])
+        if self._refresh and record.expires_at is not None:
+            touches = self._touches(rid.tenant, rid.thread, record.expires_at)
+            await self._eval("refresh", touches)
+        return record
+
+    async def put(self, record: Record, *, expected_version: int | None = None) -> int:
+        rid = record.id
+        mode, expected = ("put", "") if expected_version is None else ("cas", expected_version)
+        args = [_num(time.time()), mode, expected, 1, _op(), *_fields(record)]
+        calls = [
+            *self._touches(rid.tenant, rid.thread, record.expires_at),
+            ("write", self._tag(rid.tenant, rid.thread), args),
+        ]
+        ok, version = (await self._eval("put", calls, write=True))[-1]
+        if not ok:
+            raise ConflictError(
+                f"{rid.describe()}: version is {version}, expected {expected_version}"
+            )
+        return int(version)
+
+    async def put_many(self, records: Sequence[Record], *, if_absent: bool = False) -> None:
+        await self._write_many("put_many", records, "absent" if if_absent else "put")
+
+    async def replicate(self, records: Sequence[Record]) -> None:
+        await self._write_many("replicate", records, "copy")
+
+    async def _write_many(self, what: str, records: Sequence[Record], mode: str) -> None:
+        if not records:
+            return
+        now, op = _num(time.time()), _op()
+        groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
+        for record in records:
+            groups[(record.id.tenant, record.id.thread)].append(record)
+        touches: list[Call] = []
+        writes: list[Call] = []
+        for (tenant, thread), group in groups.items():
+            touches += self._touches(tenant, thread, _latest([r.expires_at for r in group]))
+            args: list[Any] = [now, mode, "", len(group), op]
+            for record in group:
+                args += _fields(record, exact=mode == "copy")
+            writes.append(("write", self._tag(tenant, thread), args))
+        await self._eval(what, touches + writes, write=True, atomic=True)
+
+    def _find_args(self, query: Query) -> list[Any]:
+        limit = -1 if query.limit is None else query.limit
+        args: list[Any] = [
+            _num(time.time()), _opt(query.kind), _opt(query.namespace), _opt(query.group),
+            _opt(query.before), _opt(query.after), limit, "1" if query.descending else "",
+        ]  # fmt: skip
+        statuses = None if query.statuses is None else list(query.statuses)
+        args += [-1] if statuses is None else [len(statuses), *statuses]
+        tokens = list(query.tokens)
+        return [*args, len(tokens), *tokens]
+
+    async def find(self, query: Query) -> list[Record]:
+        if query.limit == 0:
+            return []
+        if query.thread is not None:
+            tenants = (
+                [query.tenant]
+                if query.tenant is not None
+                else await self._members(self._tenants_key)
+            )
+            pairs = [(tenant, query.thread) for tenant in tenants]
+        else:
+            pairs = await self._pairs(query.tenant)
+        args = self._find_args(query)
+        calls = [("find", self._tag(t, th), args) for t, th in pairs]
+        results = await self._eval("find", calls)
+        found = [
+            _record(t, th, row)
+            for (t, th), rows in zip(pairs, results, strict=True)
+            for row in rows
+        ]
+        found.sort(key=lambda r: (r.sort, r.id), reverse=query.descending)
+        return found if query.limit is None else found[: query.limit]
+
+    async def claim(self, claim: Claim) -> Record | None:
+        reclaim = "1" if claim.reclaim_expired else ""
+        args = [_num(time.time()), claim.kind, claim.to_status, _num(claim.lease_until),
+                reclaim, _op(), len(claim.statuses), *claim.statuses]  # fmt: skip
+        tag = self._tag(claim.tenant, claim.thread)
+        (row,) = await self._eval("claim", [("claim", tag, args)], write=True)
+        return _record(claim.tenant, claim.thread, row) if row else None
+
+    async def delete(self, record_ids: Sequence[RecordId]) -> int:
+        groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
+        for rid in record_ids:
+            groups[(rid.tenant, rid.thread)] += [rid.namespace, rid.kind, rid.key]
+        now = _num(time.time())
+        calls = [("delete", self._tag(t, th), [now, len(ids) // 3, *ids])
+                 for (t, th), ids in groups.items()]  # fmt: skip
+        return sum(await self._eval("delete", calls)) if calls else 0
+
+    async def delete_thread(self, tenant: str, thread: str) -> int:
+        (count,) = await self._eval(
+            "delete_thread", [("delete_thread", self._tag(tenant, thread), [])]
+        )
+        await self._unlist(tenant, [thread])
+        return int(count)
+
+    async def delete_tenant(self, tenant: str) -> int:
+        """Delete every record of `tenant`.
+
+        After deleting the listed threads, this maintenance path SCANs for keys under
+        ``P{<tenant>,`` (threads whose listing step failed) so an erasure is complete.
+        """
+        threads = await self._members(self._threads_key(tenant))
+        calls: list[Call] = [("delete_thread", self._tag(tenant, th), []) for th in threads]
+        count = sum(await self._eval("delete_tenant", calls)) if calls else 0
+        listing = (self._threads_key(tenant), self._tenants_key)
+
+        async def unlist() -> None:
+            await self._client.delete(listing[0])
+            await self._client.zrem(listing[1], tenant)
+
+        await self._io("delete_tenant", unlist)
+        pattern = f"{self.prefix}{{{_esc(tenant)},".translate(_GLOB) + "*"
+
+        async def stragglers() -> set[bytes]:
+            tags: set[bytes] = set()
+            async for key in self._client.scan_iter(match=pattern, count=1000):
+                tags.add(key[: key.index(b"}") + 1])
+            return tags
+
+        tags = await self._io("delete_tenant", stragglers)
+        calls = [("delete_thread", _text(tag), []) for tag in sorted(tags)]
+        return count + (sum(await self._eval("delete_tenant", calls)) if calls else 0)
+
+    async def threads(
+        self, tenant: str | None, *, after: str | None = None, limit: int = 100
+    ) -> list[tuple[str, str]]:
+        tenants = [tenant] if tenant is not None else await self._members(self._tenants_key)
+        now = _num(time.time())
+        out: list[tuple[str, str]] = []
+        for name in tenants:
+            live: list[str] = []
+            cursor = after
+            while len(live) < limit:
+                key = self._threads_key(name)
+                page = await self._zpage(key, cursor, limit)
+                if not page:
+                    break
+                cursor = page[-1]
+                calls = [("prune", self._tag(name, th), [now, 1000]) for th in page]
+                results = await self._eval("threads", calls)
+                dead = [th for th, (_, left) in zip(page, results, strict=True) if not left]
+                live += [th for th, (_, left) in zip(page, results, strict=True) if left and th]
+                if dead:
+                    await self._unlist(name, dead)
+            out += [(name, th) for th in live[:limit]]
+        return sorted(out, key=lambda p: (p[1], p[0]))[:limit]
+
+    async def _zpage(self, key: str, after: str | None, count: int) -> list[str]:
+        start = "-" if after is None else "(" + after
+
+        async def page() -> list[bytes | str]:
+            return list(await self._client.zrangebylex(key, start, "+", 0, count))
+
+        return [_text(m) for m in await self._io("listing", page)]
+
+    async def scan(self, after: RecordId | None = None, *, limit: int = 500) -> list[Record]:
+        out: list[Record] = []
+        for tenant in await self._members(self._tenants_key):
+            if after is not None and tenant < after.tenant:
+                continue
+            for thread in await self._members(self._threads_key(tenant)):
+                if after is not None and (tenant, thread) < (after.tenant, after.thread):
+                    continue
+                tag = self._tag(tenant, thread)
+                (ids,) = await self._eval("scan", [("list", tag, [])])
+                rids = sorted(RecordId(tenant, thread, *_text(i).split("\x00")) for i in ids)
+                page = [r for r in rids if after is None or r > after][: limit - len(out)]
+                if not page:
+                    continue
+                args: list[Any] = [_num(time.time()), "", "", len(page)]
+                for rid in page:
+                    args += [rid.namespace, rid.kind, rid.key]
+                (rows,) = await self._eval("scan", [("get", tag, args)])
+                out += [_record(tenant, thread, row) for row in rows if row]
+                if len(out) >= limit:
+                    return out
+        return out
+
+    async def sweep(self, *, now: float | None = None, limit: int = 1000) -> int:
+        """Delete up to `limit` records expired at `now`, and prune stale listings.
+
+        Walks every listed thread (a maintenance path; Redis expires records by itself,
+        this removes what a given `now` says is expired and cleans the indexes).
+        """
+        moment = _num(time.time() if now is None else now)
+        queue = deque(await self._pairs(None))
+        count = 0
+        dead: dict[str, list[str]] = defaultdict(list)
+        while queue and count < limit:
+            remaining = limit - count
+            page = [queue.popleft() for _ in range(min(len(queue), _BATCH, remaining))]
+            budget = remaining // len(page)
+            calls = [("prune", self._tag(t, th), [moment, budget]) for t, th in page]
+            results = await self._eval("sweep", calls)
+            for (tenant, thread), (deleted, left) in zip(page, results, strict=True):
+                count += int(deleted)
+                if int(deleted) == budget:
+                    queue.append((tenant, thread))
+                elif not left:
+                    dead[tenant].append(thread)
+        for tenant, threads in dead.items():
+            await self._unlist(tenant, threads)
+        return count
+
+    async def _unlist(self, tenant: str, threads: Sequence[str]) -> None:
+        """Drop threads without records from the tenant's listing, and the tenant if empty."""
+        key = self._threads_key(tenant)
+
+        async def run() -> None:
+            if threads:
+                await self._client.zrem(key, *threads)
+            if not await self._client.exists(key):
+                await self._client.zrem(self._tenants_key, tenant)
+
+        await self._io("listing", run)
+
+    async def ping(self) -> None:
+        await self._io("ping", self._client.ping)
+
+    async def _close(self) -> None:
+        if self._owned_resources:
+            await self._client.aclose()
+
+    def __repr__(self) -> str:
+        kind = "cluster" if self._cluster else "server"
+        return f"RedisStore(prefix={self.prefix!r}, {kind})"
