@@ -28,7 +28,7 @@ from checkpointers import (
     KeyUnavailableError,
     SerializationError,
 )
-from checkpointers.stores import MemoryStore, SqliteStore, Store
+from checkpointers.stores import SqliteStore, Store
 from checkpointers.testing import deterministic_key_ring
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,12 +111,10 @@ OPAQUE_GRAPH: Graph[Opaque, None, None] = Graph(nodes=[Touch])
 # -- fixtures -------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def raw_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """Every store the adapter must work on (more backends join by adding a param)."""
-    store: Store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "pg.db")
-    async with store:
-        yield store
+@pytest.fixture
+async def raw_store(any_store: Store) -> Store:
+    """Every store the adapter must work on, on real services (tests/backends.py)."""
+    return any_store
 
 
 @pytest.fixture
