@@ -60,7 +60,7 @@ async def _azure_blob(request: pytest.FixtureRequest, stack: AsyncExitStack) -> 
     return await stack.enter_async_context(AzureBlobStore(client, prefix="cp/"))
 
 
-async def _tiered(request: pytest.FixtureRequest, stack: AsyncExitStack) -> Store:
+async def open_tiered(request: pytest.FixtureRequest, stack: AsyncExitStack) -> Store:
     from checkpointers.tiered import TieredStore
 
     hot = await _redis(request, stack)
@@ -80,5 +80,5 @@ async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
             store = await stack.enter_async_context(SqliteStore(tmp_path / "records.db"))
         else:
             store = await {"postgres": _postgres, "redis": _redis, "azure_blob": _azure_blob,
-                           "tiered": _tiered}[name](request, stack)  # fmt: skip
+                           "tiered": open_tiered}[name](request, stack)  # fmt: skip
         yield store

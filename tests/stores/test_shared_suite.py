@@ -1,14 +1,17 @@
-"""The shared store suite on every backend that runs without a server here."""
+"""The shared store suite on memory, SQLite and the full tier stack (the other backends
+run it in their own modules)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
 
 from checkpointers.stores import MemoryStore, SqliteStore, Store
 from checkpointers.testing import StoreContract
+from tests.backends import open_tiered
 
 
 class TestMemoryStore(StoreContract):
@@ -23,3 +26,12 @@ class TestSqliteStore(StoreContract):
     async def store(self, tmp_path: Path) -> AsyncIterator[Store]:
         async with SqliteStore(tmp_path / "records.db") as store:
             yield store
+
+
+class TestTieredStoreOnRealServices(StoreContract):
+    """Redis hot over PostgreSQL durable over an Azurite archive."""
+
+    @pytest.fixture
+    async def store(self, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+        async with AsyncExitStack() as stack:
+            yield await open_tiered(request, stack)
