@@ -28,11 +28,36 @@ class Portal:
         self._thread.start()
         self._started.wait()
         self._closed = False
+        self._owned = True
+
+    @classmethod
+    def borrow_running_loop(cls) -> Portal:
+        """A portal onto the event loop running in the calling thread, which it does not own.
+
+        Synchronous calls from other threads run on that loop; `close()` only refuses
+        further calls and leaves the loop alone.
+
+        Raises:
+            RuntimeError: no event loop is running in this thread.
+        """
+        portal = cls.__new__(cls)
+        portal._loop = asyncio.get_running_loop()
+        portal._started = threading.Event()
+        portal._started.set()
+        portal._thread = threading.current_thread()
+        portal._closed = False
+        portal._owned = False
+        return portal
 
     def _main(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._loop.call_soon(self._started.set)
         self._loop.run_forever()
+
+    @property
+    def closed(self) -> bool:
+        """True after `close()`."""
+        return self._closed
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -68,6 +93,8 @@ class Portal:
         if self._closed:
             return
         self._closed = True
+        if not self._owned:
+            return
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()

@@ -1,0 +1,216 @@
+"""Record layout of the LangGraph adapter: kinds, keys and plaintext bodies.
+
+Every body below is plaintext that `EncryptedStore` encrypts and binds to its record id.
+
+* ``checkpoint`` (key: checkpoint id; sort: checkpoint id; group: parent checkpoint id;
+  tokens: one blind-index token per metadata key): the checkpoint without its channel
+  values, its metadata, its parent id.
+* ``blob`` (key: ``[channel, version]`` as JSON; group: the key of the base blob when the
+  value is stored as an appended tail, else ""): one channel value at one version.
+* ``write`` (key: ``[checkpoint id, task id, idx]`` as JSON; group: checkpoint id):
+  one pending write with its channel and task path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from checkpointers import IntegrityError, SerializationError
+
+CHECKPOINT = "checkpoint"
+BLOB = "blob"
+WRITE = "write"
+KINDS = (CHECKPOINT, BLOB, WRITE)
+
+_MAGIC_CHECKPOINT = b"lgc1"
+_MAGIC_WRITE = b"lgw1"
+_FULL = b"F"
+_TAIL = b"T"
+_LEN = struct.Struct(">I")
+
+
+def frame(*parts: bytes) -> bytes:
+    """Length-prefixed concatenation of `parts`."""
+    return b"".join(_LEN.pack(len(p)) + p for p in parts)
+
+
+def unframe(data: bytes, count: int, what: str) -> list[bytes]:
+    """Split a `frame` into exactly `count` parts, bounds checked."""
+    parts: list[bytes] = []
+    pos = 0
+    for _ in range(count):
+        if pos + _LEN.size > len(data):
+            raise IntegrityError(f"{what}: truncated body")
+        (size,) = _LEN.unpack_from(data, pos)
+        pos += _LEN.size
+        if pos + size > len(data):
+            raise IntegrityError(f"{what}: truncated body")
+        parts.append(data[pos : pos + size])
+        pos += size
+    if pos != len(data):
+        raise IntegrityError(f"{what}: trailing bytes in body")
+    return parts
+
+
+# -- serializer ---------------------------------------------------------------------
+
+
+def dumps(serde: SerializerProtocol, value: Any, what: str) -> tuple[bytes, bytes]:
+    """`serde.dumps_typed` as (type tag, bytes); failures raise `SerializationError`."""
+    try:
+        type_tag, data = serde.dumps_typed(value)
+    except Exception as exc:
+        raise SerializationError(
+            f"{what}: a value of type {type(value).__name__} cannot be serialized"
+        ) from exc
+    return type_tag.encode("utf-8"), bytes(data)
+
+
+def loads(serde: SerializerProtocol, type_tag: bytes, data: bytes, what: str) -> Any:
+    """`serde.loads_typed`; failures raise `SerializationError`."""
+    try:
+        return serde.loads_typed((type_tag.decode("utf-8"), data))
+    except Exception as exc:
+        raise SerializationError(f"{what}: the stored value cannot be deserialized") from exc
+
+
+def digest(type_tag: bytes, data: bytes) -> bytes:
+    """A short digest of one serialized value (to detect an unchanged list prefix)."""
+    return hashlib.blake2b(frame(type_tag, data), digest_size=16).digest()
+
+
+# -- keys -------------------------------------------------------------------------------
+
+
+def blob_key(channel: str, version: Any) -> str:
+    """The record key of a channel value at a version."""
+    return json.dumps([channel, version], separators=(",", ":"), ensure_ascii=False)
+
+
+def write_key(checkpoint_id: str, task_id: str, idx: int) -> str:
+    """The record key of one pending write."""
+    return json.dumps([checkpoint_id, task_id, idx], separators=(",", ":"), ensure_ascii=False)
+
+
+def parse_write_key(key: str) -> tuple[str, str, int]:
+    """Inverse of `write_key`."""
+    try:
+        checkpoint_id, task_id, idx = json.loads(key)
+    except (ValueError, TypeError):
+        raise IntegrityError(f"write record key {key!r} is malformed") from None
+    return str(checkpoint_id), str(task_id), int(idx)
+
+
+# -- checkpoint bodies ------------------------------------------------------------------
+
+
+def encode_checkpoint(
+    serde: SerializerProtocol,
+    checkpoint: Mapping[str, Any],
+    metadata: Mapping[str, Any],
+    parent_id: str | None,
+) -> bytes:
+    """The body of a checkpoint record (channel values excluded)."""
+    c_type, c_data = dumps(serde, dict(checkpoint), "checkpoint")
+    m_type, m_data = dumps(serde, dict(metadata), "checkpoint metadata")
+    return frame(_MAGIC_CHECKPOINT, c_type, c_data, m_type, m_data, (parent_id or "").encode())
+
+
+def decode_checkpoint(
+    serde: SerializerProtocol, body: bytes, what: str
+) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """(checkpoint without values, metadata, parent id) from a checkpoint body."""
+    magic, c_type, c_data, m_type, m_data, parent = unframe(body, 6, what)
+    if magic != _MAGIC_CHECKPOINT:
+        raise IntegrityError(f"{what}: unknown checkpoint body format")
+    checkpoint = loads(serde, c_type, c_data, what)
+    metadata = loads(serde, m_type, m_data, what)
+    return dict(checkpoint), dict(metadata), parent.decode() or None
+
+
+# -- blob bodies ------------------------------------------------------------------------
+
+
+def encode_full(type_tag: bytes, data: bytes) -> bytes:
+    """A blob body holding the whole value."""
+    return frame(_FULL, type_tag, data, b"")
+
+
+def encode_tail(type_tag: bytes, data: bytes, base_key: str) -> bytes:
+    """A blob body holding the list items appended to the value of blob `base_key`."""
+    return frame(_TAIL, type_tag, data, base_key.encode())
+
+
+def decode_blob(body: bytes, what: str) -> tuple[bytes, bytes, str | None]:
+    """(type tag, data, base key or None) from a blob body."""
+    mode, type_tag, data, base = unframe(body, 4, what)
+    if mode == _FULL:
+        return type_tag, data, None
+    if mode == _TAIL:
+        return type_tag, data, base.decode()
+    raise IntegrityError(f"{what}: unknown blob body format")
+
+
+# -- write bodies -----------------------------------------------------------------------
+
+
+def encode_write(channel: str, task_path: str, type_tag: bytes, data: bytes) -> bytes:
+    """The body of a pending-write record."""
+    return frame(_MAGIC_WRITE, channel.encode(), task_path.encode(), type_tag, data)
+
+
+def decode_write(body: bytes, what: str) -> tuple[str, str, bytes, bytes]:
+    """(channel, task path, type tag, data) from a write body."""
+    magic, channel, task_path, type_tag, data = unframe(body, 5, what)
+    if magic != _MAGIC_WRITE:
+        raise IntegrityError(f"{what}: unknown write body format")
+    return channel.decode(), task_path.decode(), type_tag, data
+
+
+# -- metadata index ---------------------------------------------------------------------
+
+
+def index_value(value: Any) -> Any:
+    """The canonical form of a metadata value for its blind-index token.
+
+    Integral floats become ints so that ``{"step": 1.0}`` finds ``step=1``, as Python's
+    equality would.
+    """
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
+def is_indexable(value: Any) -> bool:
+    """Whether a metadata value can be turned into a token (JSON-serializable)."""
+    try:
+        json.dumps(value, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def metadata_index(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The name -> value pairs of `metadata` that get a blind-index token."""
+    return {
+        name: index_value(value)
+        for name, value in metadata.items()
+        if isinstance(name, str) and is_indexable(value)
+    }
+
+
+def matches(metadata: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Plain equality check of decrypted metadata against a filter."""
+    return all(name in metadata and metadata[name] == value for name, value in wanted.items())
+
+
+def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    """`items` cut into slices of at most `size`."""
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,273 @@
+"""The LangGraph saver's storage layout: append-only values, prune, runs, delta channels."""
+
+from __future__ import annotations
+
+import operator
+import os
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, TypedDict
+
+import pytest
+from langgraph.channels.delta import DeltaChannel
+from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, interrupt
+
+from adapters._langgraph_core import MAX_TAIL_CHAIN
+from adapters.langgraph import CheckpointSaver
+from checkpointers import (
+    EncryptedStore,
+    MemoryStore,
+    RecordTooLargeError,
+    SerializationError,
+)
+from checkpointers.testing import deterministic_key_ring
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[EncryptedStore]:
+    """An opened memory-backed EncryptedStore (its raw records are easy to inspect)."""
+    async with EncryptedStore(MemoryStore(), deterministic_key_ring(), owns_store=True) as enc:
+        yield enc
+
+
+def thread_config(thread_id: str | None = None) -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread_id or str(uuid.uuid4())}}
+
+
+async def blob_bytes(store: EncryptedStore, thread: str) -> tuple[int, int]:
+    """(total body bytes, number of full copies) of a thread's channel values."""
+    blobs = await store.find_records(store.query(kind="blob", thread=thread))
+    return sum(len(r.body) for r in blobs), sum(1 for r in blobs if not r.group)
+
+
+class Chat(TypedDict, total=False):
+    messages: Annotated[list[str], operator.add]
+
+
+def chat_graph() -> StateGraph[Chat]:
+    def reply(state: Chat) -> Chat:
+        return {"messages": [f"ack {len(state['messages'])}"]}
+
+    builder = StateGraph(Chat)
+    builder.add_node("reply", reply)
+    builder.add_edge(START, "reply")
+    builder.add_edge("reply", END)
+    return builder
+
+
+def _concat(state: list[str], writes: Sequence[list[str]]) -> list[str]:
+    return [*state, *(item for write in writes for item in write)]
+
+
+class DeltaState(TypedDict, total=False):
+    items: Annotated[list[str], DeltaChannel(_concat, snapshot_frequency=4)]
+
+
+def delta_graph() -> StateGraph[DeltaState]:
+    def add(state: DeltaState) -> DeltaState:
+        return {"items": [f"n{len(state.get('items', []))}"]}
+
+    builder = StateGraph(DeltaState)
+    builder.add_node("add", add)
+    builder.add_edge(START, "add")
+    builder.add_edge("add", END)
+    return builder
+
+
+# -- append-only channel values ---------------------------------------------------------
+
+
+async def test_growing_list_is_stored_as_tails(store: EncryptedStore) -> None:
+    """A growing message list costs linear, not quadratic, storage and reads back whole."""
+    turns = 60
+    sizes = {}
+    for append_only in (True, False):
+        async with CheckpointSaver(store, append_only=append_only) as saver:
+            graph = chat_graph().compile(checkpointer=saver)
+            config = thread_config()
+            expected: list[str] = []
+            for turn in range(turns):
+                message = os.urandom(1024).hex()  # 2 KiB that does not compress
+                result = await graph.ainvoke({"messages": [message]}, config)
+                expected += [message, f"ack {2 * turn + 1}"]
+                assert result["messages"] == expected
+            sizes[append_only] = await blob_bytes(store, config["configurable"]["thread_id"])
+        # A fresh saver (cold cache) rebuilds every version from the chains.
+        async with CheckpointSaver(store) as cold:
+            history = [t async for t in cold.alist(config)]
+            assert history[0].checkpoint["channel_values"]["messages"] == expected
+            lengths = [len(t.checkpoint["channel_values"].get("messages", [])) for t in history]
+            assert lengths == sorted(lengths, reverse=True)
+    tails_bytes, tails_full = sizes[True]
+    copies_bytes, _ = sizes[False]
+    assert tails_bytes * 8 < copies_bytes
+    assert tails_full >= (2 * turns) // MAX_TAIL_CHAIN  # the chain is cut regularly
+
+
+async def test_list_changed_in_place_is_stored_in_full(store: EncryptedStore) -> None:
+    """A list whose existing items changed is not mistaken for an extension."""
+    async with CheckpointSaver(store) as saver:
+        config = {"configurable": {"thread_id": str(uuid.uuid4()), "checkpoint_ns": ""}}
+        values = [["a", "b"], ["a", "B", "c"], ["a", "B", "c", "d"]]
+        version: str | None = None
+        stored = []
+        for value in values:
+            version = saver.get_next_version(version, None)
+            checkpoint = empty_checkpoint()
+            checkpoint["channel_values"] = {"ch": value}
+            checkpoint["channel_versions"] = {"ch": version}
+            config = await saver.aput(config, checkpoint, {"step": len(stored)}, {"ch": version})
+            stored.append(config)
+        for config, value in zip(stored, values, strict=True):
+            got = await saver.aget_tuple(config)
+            assert got is not None and got.checkpoint["channel_values"]["ch"] == value
+        _, full = await blob_bytes(store, config["configurable"]["thread_id"])
+        assert full == 2
+
+
+# -- maintenance ----------------------------------------------------------------------
+
+
+async def test_prune_keeps_pending_interrupt(store: EncryptedStore) -> None:
+    """keep_latest on a paused thread keeps what resuming it needs."""
+
+    class State(TypedDict, total=False):
+        log: Annotated[list[str], operator.add]
+
+    def ask(state: State) -> State:
+        return {"log": [f"ask:{interrupt('?')}"]}
+
+    builder = StateGraph(State)
+    builder.add_node("first", lambda state: {"log": ["first"]})
+    builder.add_node("ask", ask)
+    builder.add_edge(START, "first")
+    builder.add_edge("first", "ask")
+    builder.add_edge("ask", END)
+    async with CheckpointSaver(store) as saver:
+        graph = builder.compile(checkpointer=saver)
+        config = thread_config()
+        await graph.ainvoke({"log": []}, config)
+        await saver.aprune([config["configurable"]["thread_id"]])
+        assert len([t async for t in saver.alist(config)]) == 1
+        done = await graph.ainvoke(Command(resume="yes"), config)
+        assert done["log"] == ["first", "ask:yes"]
+
+
+async def test_prune_keeps_delta_channel_history(store: EncryptedStore) -> None:
+    """keep_latest keeps the ancestors a DeltaChannel is rebuilt from."""
+    async with CheckpointSaver(store) as saver:
+        graph = delta_graph().compile(checkpointer=saver)
+        config = thread_config()
+        for _ in range(5):  # the newest checkpoint is not a snapshot
+            await graph.ainvoke({"items": []}, config)
+        latest = await saver.aget_tuple(config)
+        assert latest is not None and "items" not in latest.checkpoint["channel_values"]
+        before = (await graph.aget_state(config)).values["items"]
+        total = len([t async for t in saver.alist(config)])
+        await saver.aprune([config["configurable"]["thread_id"]])
+        kept = len([t async for t in saver.alist(config)])
+        assert 1 < kept < total
+        assert (await graph.aget_state(config)).values["items"] == before
+        await graph.ainvoke({"items": []}, config)
+        assert (await graph.aget_state(config)).values["items"] == [*before, f"n{len(before)}"]
+
+
+async def test_delta_history_matches_the_base_walk(store: EncryptedStore) -> None:
+    """The direct delta-history walk returns what the base class's generic walk returns."""
+    async with CheckpointSaver(store) as saver:
+        graph = delta_graph().compile(checkpointer=saver)
+        config = thread_config()
+        for _ in range(5):
+            await graph.ainvoke({"items": []}, config)
+        async for item in saver.alist(config):
+            ours = await saver.aget_delta_channel_history(
+                config=item.config, channels=["items", "absent"]
+            )
+            generic = await BaseCheckpointSaver.aget_delta_channel_history(
+                saver, config=item.config, channels=["items", "absent"]
+            )
+            assert ours == generic
+
+
+async def test_delete_for_runs_keeps_values_of_other_runs(store: EncryptedStore) -> None:
+    """Deleting a run leaves later runs' checkpoints readable, values included."""
+    async with CheckpointSaver(store) as saver:
+        graph = chat_graph().compile(checkpointer=saver)
+        config = thread_config()
+        first_run, last_run = str(uuid.uuid4()), str(uuid.uuid4())
+        await graph.ainvoke({"messages": ["one"]}, {**config, "metadata": {"run_id": first_run}})
+        await graph.ainvoke({"messages": ["two"]}, {**config, "metadata": {"run_id": last_run}})
+        runs = [t.metadata["run_id"] async for t in saver.alist(config)]
+        assert runs == [last_run] * 3 + [first_run] * 3
+        await saver.adelete_for_runs([first_run])
+        left = [t async for t in saver.alist(config)]
+        assert {t.metadata["run_id"] for t in left} == {last_run}
+        latest = await saver.aget_tuple(config)
+        assert latest is not None
+        assert latest.checkpoint["channel_values"]["messages"] == ["one", "ack 1", "two", "ack 3"]
+
+
+# -- serializer -----------------------------------------------------------------------
+
+
+@dataclass
+class Point:
+    x: int
+    y: int
+
+
+async def test_with_allowlist_keeps_the_saver(store: EncryptedStore) -> None:
+    """with_allowlist returns a CheckpointSaver clone whose serializer allows the new type."""
+    strict = CheckpointSaver(store, serde=JsonPlusSerializer(allowed_msgpack_modules=None))
+    allowed = strict.with_allowlist([(Point.__module__, Point.__name__)])
+    assert isinstance(allowed, CheckpointSaver) and allowed is not strict
+    config = {"configurable": {"thread_id": str(uuid.uuid4()), "checkpoint_ns": ""}}
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = {"p": Point(1, 2)}
+    checkpoint["channel_versions"] = {"p": strict.get_next_version(None, None)}
+    stored = await allowed.aput(config, checkpoint, {}, checkpoint["channel_versions"])
+    got = await allowed.aget_tuple(stored)
+    assert got is not None and got.checkpoint["channel_values"]["p"] == Point(1, 2)
+    refused = await strict.aget_tuple(stored)
+    assert refused is not None and refused.checkpoint["channel_values"]["p"] != Point(1, 2)
+
+
+async def test_unserializable_value_raises_serialization_error(store: EncryptedStore) -> None:
+    """A value the serializer cannot handle raises SerializationError and stores nothing."""
+    saver = CheckpointSaver(store)
+    config = {"configurable": {"thread_id": str(uuid.uuid4()), "checkpoint_ns": ""}}
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = {"bad": object()}
+    checkpoint["channel_versions"] = {"bad": "1"}
+    with pytest.raises(SerializationError):
+        await saver.aput(config, checkpoint, {}, {"bad": "1"})
+    assert await saver.aget_tuple(config) is None
+
+
+async def test_too_large_value_raises_record_too_large() -> None:
+    """A channel value above the store's record cap raises RecordTooLargeError."""
+    async with EncryptedStore(
+        MemoryStore(), deterministic_key_ring(), max_record_bytes=4096, owns_store=True
+    ) as small:
+        saver = CheckpointSaver(small)
+        config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+        checkpoint = empty_checkpoint()
+        checkpoint["channel_values"] = {"big": "x" * 10_000}
+        checkpoint["channel_versions"] = {"big": "1"}
+        with pytest.raises(RecordTooLargeError):
+            await saver.aput(config, checkpoint, {}, {"big": "1"})
+
+
+def test_next_version_is_monotonic_and_fork_safe() -> None:
+    """get_next_version returns zero-padded counters with a random suffix."""
+    saver = CheckpointSaver(EncryptedStore(MemoryStore(), deterministic_key_ring()))
+    first = saver.get_next_version(None, None)
+    second = saver.get_next_version(first, None)
+    assert first.startswith(f"{1:032}.") and second.startswith(f"{2:032}.")
+    assert first < second
+    assert saver.get_next_version(first, None) != second
+    assert saver.get_next_version(7, None).startswith(f"{8:032}.")  # type: ignore[arg-type]
