@@ -111,15 +111,20 @@ class TieredStore(Store):
         self._hot_banned_until = 0.0
 
     @classmethod
-    def from_urls(cls, urls: Sequence[str], **options: Any) -> tuple[TieredStore, dict[str, Any]]:
+    def from_urls(
+        cls, urls: Sequence[str], *, credential: Any = None, **options: Any
+    ) -> tuple[TieredStore, dict[str, Any]]:
         """Tiers from URLs, hottest first: Blob URLs are the archive, the last other URL
         is durable (PostgreSQL, SQLite) and one URL above it is hot (Redis). Common
-        options must agree.
+        options must agree. `credential` goes to the Azure archive tier only; other
+        keyword options go to every tier.
 
         Raises:
             ConfigurationError: no durable tier, two of a kind, or conflicting options.
         """
         warm = [u for u in urls if u.split("://", 1)[0].lower() not in _ARCHIVE_SCHEMES]
+        if credential is not None and len(warm) == len(urls):
+            raise ConfigurationError("credential= given but no Azure archive URL in the tiers")
         if not warm or len(warm) > 2:
             raise ConfigurationError(
                 "a tier list needs one durable URL, at most one hot URL above it"
@@ -131,7 +136,8 @@ class TieredStore(Store):
                 role = "archive" if url not in warm else "durable" if url == warm[-1] else "hot"
                 if role in tiers:
                     raise ConfigurationError(f"two {role} tiers in the URL list")
-                store, url_common = open_store(url, **options)
+                extra = {"credential": credential} if role == "archive" and credential else {}
+                store, url_common = open_store(url, **options, **extra)
                 tiers[role] = store
                 for name, value in url_common.items():
                     if common.setdefault(name, value) != value:

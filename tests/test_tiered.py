@@ -192,3 +192,11 @@ async def test_archive_logs_events_with_info_enabled(tiers: Any, caplog: pytest.
     events = [getattr(r, "event", "") for r in caplog.records]
     assert "checkpointers.archive" in events
     assert "checkpointers.restore" in events
+
+
+def test_credential_without_an_azure_tier_is_refused(tmp_path: Path) -> None:
+    """credential= goes to the archive tier only; with no archive URL it is an error."""
+    from checkpointers import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="credential"):
+        TieredStore.from_urls(["memory://", f"sqlite:///{tmp_path}/d.db"], credential=object())
