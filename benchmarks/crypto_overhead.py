@@ -60,7 +60,9 @@ async def main() -> None:
                 enc = EncryptedStore(store, ring)
                 rid = enc.record_id("thread", "", "checkpoint", "c1")
 
-                async def round_trip(enc: EncryptedStore = enc, body: bytes = body) -> None:
+                async def round_trip(
+                    enc: EncryptedStore = enc, body: bytes = body, rid: RecordId = rid
+                ) -> None:
                     await enc.put(rid, body)
                     await enc.get(rid)
 
@@ -69,7 +71,10 @@ async def main() -> None:
                 await store.aclose()
                 rows.append((label, "zstd" if compress else "none", crypto_us, trip_us,
                              len(blob) / size))  # fmt: skip
-    print("| body | compression | encrypt+decrypt µs | sqlite put+get µs | crypto share | stored/raw |")
+    print(
+        "| body | compression | encrypt+decrypt µs | sqlite put+get µs | crypto share "
+        "| stored/raw |"
+    )
     print("|---|---|---|---|---|---|")
     for label, comp, crypto_us, trip_us, ratio in rows:
         print(f"| {label} | {comp} | {crypto_us:.1f} | {trip_us:.1f} | "
