@@ -39,50 +39,45 @@ a blob lease, which the service enforces the same way (412 ``LeaseIdMissing``).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import random
-import re
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    HttpResponseError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
-from azure.storage.blob.aio import BlobPrefix, ContainerClient
+from azure.core.exceptions import HttpResponseError
+from azure.storage.blob.aio import ContainerClient
 
 from checkpointers.errors import (
-    CheckpointersError,
     ConfigurationError,
-    ConflictError,
     IntegrityError,
     StoreUnavailableError,
 )
 from checkpointers.record import Claim, Query, Record, RecordId
+from checkpointers.stores._azure_blob_etags import (
+    claim_oldest,
+    delete_expired,
+    delete_record,
+    write_record,
+)
+from checkpointers.stores._azure_blob_io import BlobPrimitives, is_live, sort_order
 from checkpointers.stores._azure_blob_layout import (
     TAG_EXPIRES,
     TAG_KIND,
     TAG_STATUS,
     TAG_TENANT,
     TAG_THREAD,
-    BlobEntry,
     blob_metadata,
     blob_name,
-    blob_tags,
-    decode_component,
     entry_from,
     expiry_tag,
     name_prefix,
-    parse_name,
     tag_value,
+)
+from checkpointers.stores._azure_blob_url import (
+    CONNECTION_STRING_ENV,
+    azblob_client,
+    https_container,
+    parse_prefix,
 )
 from checkpointers.stores.base import Store
 from checkpointers.urls import parse_bool, parse_positive_int
@@ -95,31 +90,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CONNECTION_STRING_ENV", "AzureBlobStore"]
 
-T = TypeVar("T")
 
-CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
 DEFAULT_MAX_CONCURRENCY = 16
-_MAX_ATTEMPTS = 50
-# After this many lost races the listing is stale: list again rather than keep trying.
-_CLAIM_TRIES_PER_LISTING = 4
-_PREFIX = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_\-./]{0,199}$")
-_CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$")
-# Refusals by the service that retrying cannot fix: the blob is protected.
-_PROTECTED = frozenset({
-    "BlobImmutableDueToPolicy",
-    "BlobImmutableDueToLegalHold",
-    "LeaseIdMissing",
-    "LeaseIdMismatchWithBlobOperation",
-})  # fmt: skip
-
-
-def parse_prefix(value: str) -> str:
-    """A blob name prefix: letters, digits, ``_ - . /``; no ``..``, not starting with ``/``."""
-    if not _PREFIX.match(value) or ".." in value or "//" in value:
-        raise ConfigurationError(
-            "expected 1-200 characters: letters, digits, _ - . / (no leading /, no ..)"
-        )
-    return value
 
 
 def _default_credential() -> AsyncTokenCredential:
@@ -129,40 +101,7 @@ def _default_credential() -> AsyncTokenCredential:
     return DefaultAzureCredential()
 
 
-class _Lost(Exception):
-    """A conditional request lost its race (412 ConditionNotMet or 409 BlobAlreadyExists)."""
-
-
-def _error_code(exc: HttpResponseError) -> str:
-    # Set by azure-storage from the x-ms-error-code header (a StorageErrorCode or a str).
-    code = getattr(exc, "error_code", None)
-    return str(getattr(code, "value", code) or "")
-
-
-def _is_lost_race(exc: HttpResponseError) -> bool:
-    code = _error_code(exc)
-    return (exc.status_code == 412 and code in ("ConditionNotMet", "")) or (
-        exc.status_code == 409 and code == "BlobAlreadyExists"
-    )
-
-
-def _is_absent(exc: HttpResponseError) -> bool:
-    return exc.status_code == 404 and _error_code(exc) in ("BlobNotFound", "")
-
-
-def _quoted(etag: str) -> str:
-    return etag if etag.startswith('"') else f'"{etag}"'
-
-
-def _live(record: Record, now: float) -> bool:
-    return record.expires_at is None or record.expires_at > now
-
-
-def _order(record: Record) -> tuple[str, RecordId]:
-    return (record.sort, record.id)
-
-
-class AzureBlobStore(Store):
+class AzureBlobStore(BlobPrimitives, Store):
     """Records as blobs in one container of Azure Blob Storage.
 
     Args:
@@ -242,35 +181,9 @@ class AzureBlobStore(Store):
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme == "azblob":
-            container = parts.netloc
-            if parts.path not in ("", "/"):
-                raise ConfigurationError("azblob URLs look like azblob://<container>")
-            if credential is not None:
-                raise ConfigurationError(
-                    "azblob:// takes its account and key from the connection string; "
-                    "use an https:// URL with credential="
-                )
-            _check_container(container)
-            conn_str = os.environ.get(CONNECTION_STRING_ENV, "").strip()
-            if not conn_str:
-                raise ConfigurationError(
-                    f"azblob:// needs the {CONNECTION_STRING_ENV} environment variable"
-                )
-            try:
-                client = ContainerClient.from_connection_string(conn_str, container, **options)
-            except ValueError:
-                raise ConfigurationError(f"{CONNECTION_STRING_ENV} is malformed") from None
-            store = cls(client, **store_kwargs)
+            store = cls(azblob_client(parts, credential, options), **store_kwargs)
         elif scheme == "https":
-            host = (parts.hostname or "").lower()
-            labels = host.split(".")
-            container = parts.path.strip("/")
-            if len(labels) < 3 or labels[1] != "blob" or not labels[0]:
-                raise ConfigurationError(
-                    "https store URLs look like https://<account>.blob.core.windows.net/<container>"
-                )
-            _check_container(container)
-            account_url = f"https://{parts.netloc}"
+            account_url, container = https_container(parts)
             store = cls.__new__(cls)
             store._init_lazy(account_url, container, credential, options, store_kwargs)
         else:
@@ -320,182 +233,6 @@ class AzureBlobStore(Store):
     def __repr__(self) -> str:
         return f"AzureBlobStore(container={self.container_name!r}, prefix={self.prefix!r})"
 
-    # -- error translation --------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _boundary(self, what: str, *, write: bool) -> Iterator[None]:
-        """Translate Azure SDK errors into checkpointers errors (by status and code)."""
-        try:
-            yield
-        except (CheckpointersError, _Lost):
-            raise
-        except HttpResponseError as exc:
-            code = _error_code(exc)
-            if code in _PROTECTED:
-                raise ConflictError(
-                    f"azure blob container {self.container_name!r}: {what} refused: the blob "
-                    f"is protected ({getattr(exc, 'status_code', None)} {code}: immutability "
-                    "policy, legal hold or lease)"
-                ) from exc
-            status: int | None = getattr(exc, "status_code", None)
-            # No status: raised before a response (e.g. by the credential): not applied.
-            may = write and status is not None and (status >= 500 or status == 408)
-            raise StoreUnavailableError(
-                f"azure blob container {self.container_name!r}: {what} failed "
-                f"({status} {code or type(exc).__name__})",
-                may_have_applied=may,
-            ) from exc
-        except AzureError as exc:
-            # Not sent (connection refused, DNS, credential): nothing applied. Sent without
-            # an answer (timeout, reset): a write may have been applied.
-            sent = isinstance(exc, ServiceResponseError) and not isinstance(
-                exc, ServiceRequestError
-            )
-            raise StoreUnavailableError(
-                f"azure blob container {self.container_name!r}: {what} failed "
-                f"({type(exc).__name__})",
-                may_have_applied=write and sent,
-            ) from exc
-
-    # -- blob primitives ----------------------------------------------------------------
-
-    async def _head(self, name: str) -> tuple[str, dict[str, str]] | None:
-        blob = self._container().get_blob_client(name)
-        with self._boundary("read", write=False):
-            try:
-                props = await blob.get_blob_properties()
-            except HttpResponseError as exc:
-                if _is_absent(exc):
-                    return None
-                raise
-        return _quoted(props.etag), dict(props.metadata or {})
-
-    async def _download(
-        self, name: str, etag: str | None = None
-    ) -> tuple[str, dict[str, str], bytes] | None:
-        """The blob's ETag, metadata and content; None when absent or (with etag) changed."""
-        blob = self._container().get_blob_client(name)
-        condition: dict[str, Any] = {}
-        if etag is not None:
-            condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
-        with self._boundary("read", write=False):
-            try:
-                stream = await blob.download_blob(**condition)
-                body = await stream.readall()
-            except HttpResponseError as exc:
-                if _is_absent(exc) or (etag is not None and _is_lost_race(exc)):
-                    return None
-                raise
-        props = stream.properties
-        return _quoted(props.etag), dict(props.metadata or {}), body
-
-    async def _upload(self, name: str, record: Record, version: int, now: float,
-                      etag: str | None, *, force: bool = False) -> None:  # fmt: skip
-        """Write a record blob: create only (etag None), replace only that ETag, or (force)
-        replace whatever is there.
-
-        Raises:
-            _Lost: the condition failed.
-        """
-        blob = self._container().get_blob_client(name)
-        condition: dict[str, Any] = {"overwrite": force}
-        if etag is not None:
-            condition = {
-                "overwrite": True,
-                "etag": etag,
-                "match_condition": MatchConditions.IfNotModified,
-            }
-        tags = blob_tags(record) if self._index_tags else None
-        with self._boundary("write", write=True):
-            try:
-                await blob.upload_blob(
-                    record.body,
-                    metadata=blob_metadata(record, version, now),
-                    tags=tags,
-                    **condition,
-                )
-            except HttpResponseError as exc:
-                if _is_lost_race(exc):
-                    raise _Lost from exc
-                raise
-
-    async def _delete_blob(self, name: str, etag: str | None = None) -> bool:
-        """Delete a blob (only that ETag, if given); False when it was absent.
-
-        Raises:
-            _Lost: the ETag no longer matched.
-        """
-        blob = self._container().get_blob_client(name)
-        condition: dict[str, Any] = {}
-        if etag is not None:
-            condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
-        with self._boundary("delete", write=True):
-            try:
-                await blob.delete_blob(**condition)
-            except HttpResponseError as exc:
-                if _is_absent(exc):
-                    return False
-                if etag is not None and _is_lost_race(exc):
-                    raise _Lost from exc
-                raise
-        return True
-
-    async def _list(self, prefix: str) -> list[BlobEntry]:
-        """Every record blob under `prefix`, with routing fields and ETag (no bodies)."""
-        entries: list[BlobEntry] = []
-        with self._boundary("list", write=False):
-            async for item in self._container().list_blobs(
-                name_starts_with=prefix, include=["metadata"]
-            ):
-                entry = entry_from(self.prefix, item.name, _quoted(item.etag), item.metadata)
-                if entry is not None:
-                    entries.append(entry)
-        return entries
-
-    async def _children(self, prefix: str) -> list[str]:
-        """The decoded next path component of every blob under `prefix`."""
-        found: list[str] = []
-        with self._boundary("list", write=False):
-            async for item in self._container().walk_blobs(name_starts_with=prefix):
-                if isinstance(item, BlobPrefix):
-                    value = decode_component(item.name[len(prefix) :].rstrip("/"))
-                    if value is not None:
-                        found.append(value)
-        return found
-
-    async def _bounded(self, jobs: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
-        """Run jobs, `max_concurrency` at a time; raise the first error after all finish."""
-        gate = asyncio.Semaphore(self._max_concurrency)
-
-        async def run(job: Callable[[], Awaitable[T]]) -> T:
-            async with gate:
-                return await job()
-
-        results = await asyncio.gather(*(run(job) for job in jobs), return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise errors[0]
-        return [r for r in results if not isinstance(r, BaseException)]
-
-    async def _with_bodies(
-        self, entries: Sequence[BlobEntry], keep: Callable[[Record], bool]
-    ) -> list[Record]:
-        """Download the bodies of listed records, dropping those gone or no longer kept."""
-
-        def job(entry: BlobEntry) -> Callable[[], Awaitable[Record | None]]:
-            async def fetch() -> Record | None:
-                got = await self._download(entry.name)
-                if got is None:
-                    return None
-                etag, metadata, body = got
-                fresh = entry_from(self.prefix, entry.name, etag, metadata, body)
-                return fresh.record if fresh is not None and keep(fresh.record) else None
-
-            return fetch
-
-        fetched = await self._bounded([job(e) for e in entries])
-        return [r for r in fetched if r is not None]
-
     # -- protocol -----------------------------------------------------------------------
 
     async def setup(self) -> None:
@@ -533,45 +270,10 @@ class AzureBlobStore(Store):
         entry = entry_from(self.prefix, name, etag, metadata, body)
         if entry is None:
             raise IntegrityError(f"{record_id.describe()}: blob has no checkpointers metadata")
-        return entry.record if _live(entry.record, time.time()) else None
-
-    async def _write(
-        self, record: Record, expected_version: int | None, *, if_absent: bool = False
-    ) -> int | None:
-        """Read-modify-write of one blob; None when `if_absent` found a live record."""
-        name = blob_name(self.prefix, record.id)
-        blob_metadata(record, 1, 0.0)  # refuse oversized routing fields before any I/O
-        for _ in range(_MAX_ATTEMPTS):
-            head = await self._head(name)
-            now = time.time()
-            stored = live = 0
-            etag = None
-            if head is not None:
-                etag, metadata = head
-                entry = entry_from(self.prefix, name, etag, metadata)
-                if entry is not None:
-                    stored = entry.record.version
-                    live = stored if _live(entry.record, now) else 0
-            if if_absent and live:
-                return None
-            if expected_version is not None and expected_version != live:
-                raise ConflictError(
-                    f"{record.id.describe()}: version is {live}, expected {expected_version}"
-                )
-            try:
-                await self._upload(name, record, stored + 1, now, etag)
-            except _Lost:
-                if expected_version is not None:
-                    raise ConflictError(
-                        f"{record.id.describe()}: changed concurrently "
-                        f"(expected version {expected_version})"
-                    ) from None
-                continue
-            return stored + 1
-        raise ConflictError(f"{record.id.describe()}: gave up after {_MAX_ATTEMPTS} racing writes")
+        return entry.record if is_live(entry.record, time.time()) else None
 
     async def put(self, record: Record, *, expected_version: int | None = None) -> int:
-        version = await self._write(record, expected_version)
+        version = await write_record(self, record, expected_version)
         if version is None:  # pragma: no cover - only if_absent returns None
             raise RuntimeError("unreachable")
         return version
@@ -591,7 +293,7 @@ class AzureBlobStore(Store):
             blob_metadata(record, 1, 0.0)
 
         def job(record: Record) -> Callable[[], Awaitable[int | None]]:
-            return lambda: self._write(record, None, if_absent=if_absent)
+            return lambda: write_record(self, record, None, if_absent=if_absent)
 
         try:
             await self._bounded([job(r) for r in records])
@@ -644,11 +346,11 @@ class AzureBlobStore(Store):
         now = time.time()
         entries = [e for e in await self._list(self._query_prefix(query)) if
                    query.matches(e.record, now)]  # fmt: skip
-        entries.sort(key=lambda e: _order(e.record), reverse=query.descending)
+        entries.sort(key=lambda e: sort_order(e.record), reverse=query.descending)
         if query.limit is not None:
             entries = entries[: query.limit]
         found = await self._with_bodies(entries, lambda r: query.matches(r, time.time()))
-        return sorted(found, key=_order, reverse=query.descending)
+        return sorted(found, key=sort_order, reverse=query.descending)
 
     async def claim(self, claim: Claim) -> Record | None:
         """Claim the oldest claimable record.
@@ -661,81 +363,7 @@ class AzureBlobStore(Store):
         may return a slightly younger record than the oldest one left. The winner then
         updates the index tags (guarded by the new ETag) and downloads the body.
         """
-        prefix = name_prefix(self.prefix, claim.tenant, claim.thread)
-        losses = 0
-        for _ in range(_MAX_ATTEMPTS):
-            now = time.time()
-            candidates = sorted(
-                (e for e in await self._list(prefix) if claim.claimable(e.record, now)),
-                key=lambda e: _order(e.record),
-            )
-            if not candidates:
-                return None
-            tries = 0
-            while candidates and tries < _CLAIM_TRIES_PER_LISTING:
-                tries += 1
-                # The first try is the oldest record. A lost race proves contention: then
-                # pick among a window that doubles with each loss, so that many claimers
-                # spread over the queue instead of all racing for the same next record.
-                window = min(len(candidates), 1 << min(losses, 16))
-                candidate = candidates.pop(random.randrange(window))  # noqa: S311
-                now = time.time()
-                version = candidate.record.version + 1
-                claimed = replace(
-                    candidate.record,
-                    status=claim.to_status,
-                    lease_until=claim.lease_until,
-                    version=version,
-                    updated_at=now,
-                )
-                etag = await self._set_metadata(candidate.name, claimed, now, candidate.etag)
-                if etag is None:
-                    losses += 1  # changed or deleted since the listing: someone else took it
-                    continue
-                return await self._claimed(candidate.name, claimed, etag)
-        raise ConflictError(
-            f"claim on thread {claim.thread!r}: gave up after {_MAX_ATTEMPTS} contended rounds"
-        )
-
-    async def _set_metadata(self, name: str, record: Record, now: float, etag: str) -> str | None:
-        """Replace a blob's routing fields if its ETag still matches; the new ETag, or None."""
-        blob = self._container().get_blob_client(name)
-        with self._boundary("claim", write=True):
-            try:
-                result = await blob.set_blob_metadata(
-                    blob_metadata(record, record.version, now),
-                    etag=etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            except HttpResponseError as exc:
-                if _is_absent(exc) or _is_lost_race(exc):
-                    return None
-                raise
-        return _quoted(str(result["etag"]))
-
-    async def _claimed(self, name: str, claimed: Record, etag: str) -> Record:
-        """After a won claim: refresh the index tags, then fetch the body."""
-        blob = self._container().get_blob_client(name)
-        if self._index_tags:
-            with self._boundary("claim", write=True):
-                try:
-                    # Guarded by the new ETag: a later writer set its own tags atomically.
-                    await blob.set_blob_tags(
-                        blob_tags(claimed), etag=etag, match_condition=MatchConditions.IfNotModified
-                    )
-                except HttpResponseError as exc:
-                    if not (_is_absent(exc) or _is_lost_race(exc)):
-                        raise
-        got = await self._download(name, etag)
-        if got is not None:
-            return replace(claimed, body=got[2])
-        # Rewritten or deleted right after the claim: return what is there now, if anything.
-        latest = await self._download(name)
-        if latest is not None:
-            entry = entry_from(self.prefix, name, *latest)
-            if entry is not None:
-                return entry.record
-        return claimed
+        return await claim_oldest(self, claim)
 
     async def delete(self, record_ids: Sequence[RecordId]) -> int:
         """Delete records (two requests each: a read for the ETag, a conditional delete).
@@ -746,22 +374,7 @@ class AzureBlobStore(Store):
         """
 
         def job(rid: RecordId) -> Callable[[], Awaitable[int]]:
-            async def remove() -> int:
-                name = blob_name(self.prefix, rid)
-                for _ in range(_MAX_ATTEMPTS):
-                    head = await self._head(name)
-                    if head is None:
-                        return 0
-                    etag, metadata = head
-                    entry = entry_from(self.prefix, name, etag, metadata)
-                    live = entry is not None and _live(entry.record, time.time())
-                    try:
-                        return int(await self._delete_blob(name, etag) and live)
-                    except _Lost:
-                        continue
-                raise ConflictError(f"{rid.describe()}: changed concurrently during delete")
-
-            return remove
+            return lambda: delete_record(self, rid)
 
         return sum(await self._bounded([job(r) for r in record_ids]))
 
@@ -788,17 +401,6 @@ class AzureBlobStore(Store):
             ConflictError: some blobs are protected; the others are deleted.
         """
         return await self._delete_prefix(name_prefix(self.prefix, tenant))
-
-    async def _has_live(self, prefix: str) -> bool:
-        now = time.time()
-        with self._boundary("list", write=False):
-            async for item in self._container().list_blobs(
-                name_starts_with=prefix, include=["metadata"]
-            ):
-                entry = entry_from(self.prefix, item.name, item.etag, item.metadata)
-                if entry is not None and _live(entry.record, now):
-                    return True
-        return False
 
     async def threads(
         self, tenant: str | None, *, after: str | None = None, limit: int = 100
@@ -838,31 +440,13 @@ class AzureBlobStore(Store):
         names: list[str] = []
         if self._index_tags:
             expression = f"\"{TAG_EXPIRES}\" <= '{expiry_tag(moment)}'"
-            with self._boundary("find_blobs_by_tags", write=False):
-                async for found in self._container().find_blobs_by_tags(expression):
-                    if parse_name(self.prefix, found.name) is not None:
-                        names.append(found.name)
-                        if len(names) >= limit:
-                            break
+            names = [name for name, _ in await self._tagged(expression, limit)]
         else:
             entries = await self._list(self.prefix)
-            names = [e.name for e in entries if not _live(e.record, moment)][:limit]
+            names = [e.name for e in entries if not is_live(e.record, moment)][:limit]
 
         def job(name: str) -> Callable[[], Awaitable[bool]]:
-            async def remove() -> bool:
-                head = await self._head(name)
-                if head is None:
-                    return False
-                etag, metadata = head
-                entry = entry_from(self.prefix, name, etag, metadata)
-                if entry is None or _live(entry.record, moment):
-                    return False
-                try:
-                    return await self._delete_blob(name, etag)
-                except _Lost:
-                    return False
-
-            return remove
+            return lambda: delete_expired(self, name, moment)
 
         return sum(await self._bounded([job(n) for n in names]))
 
@@ -891,19 +475,4 @@ class AzureBlobStore(Store):
         expression = " AND ".join(
             f"\"{key}\" = '{tag_value(value)}'" for key, value in terms if value is not None
         )
-        ids: list[RecordId] = []
-        with self._boundary("find_blobs_by_tags", write=False):
-            async for found in self._container().find_blobs_by_tags(expression):
-                rid = parse_name(self.prefix, found.name)
-                if rid is not None:
-                    ids.append(rid)
-                    if len(ids) >= limit:
-                        break
-        return sorted(ids)
-
-
-def _check_container(name: str) -> None:
-    if not _CONTAINER.match(name):
-        raise ConfigurationError(
-            "container names are 3-63 characters: lowercase letters, digits and single hyphens"
-        )
+        return sorted(rid for _, rid in await self._tagged(expression, limit))

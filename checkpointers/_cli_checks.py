@@ -1,0 +1,150 @@
+"""`checkpointers verify` and `health`: the checks that exit 1 when they fail (private).
+
+Plain command functions; `checkpointers.cli` registers them on the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+import typer
+
+from checkpointers._cli_options import key_versions, options
+from checkpointers._cli_output import EXIT_FAILED, EXIT_OK, Progress, emit, execute
+from checkpointers._cli_records import record_json
+from checkpointers._cli_stores import open_tiers
+from checkpointers.crypto.keyring import KeyRing
+from checkpointers.crypto.provider import KeyEncryptionKey
+from checkpointers.errors import CheckpointersError, ConfigurationError, IntegrityError
+from checkpointers.maintenance import verify_records
+from checkpointers.record import RecordId
+
+__all__ = ["health_command", "verify_command"]
+
+
+def verify_command(
+    ctx: typer.Context,
+    sample: Annotated[
+        int, typer.Option(min=1, help="Check every N-th record (1: every record).")
+    ] = 1,
+) -> None:
+    """Decrypt-check every record (or a sample); exit 1 naming the records that fail."""
+    opts = options(ctx)
+
+    async def run() -> int:
+        ring = KeyRing(key_versions(opts))
+        checked = 0
+        failures: list[dict[str, Any]] = []
+        async with open_tiers(opts) as stores:
+            tiers = stores.tiers
+            with Progress("verifying", quiet=opts.as_json) as progress:
+                for tier in tiers:
+                    count, failed = await verify_records(
+                        tier.store, ring, sample_every=sample, progress=progress.advance
+                    )
+                    checked += count
+                    failures += [
+                        {
+                            "store": tier.label,
+                            "record": record_json(f.record),
+                            "error": f.error,
+                            "message": f.message,
+                        }
+                        for f in failed
+                    ]
+        data = {"checked": checked, "failures": failures, "ok": not failures}
+        emit(
+            opts,
+            data,
+            lambda: (
+                [f"FAIL {f['store']} {f['error']}: {f['message']}" for f in failures]
+                + [f"checked {checked} record(s): {len(failures)} failure(s)"]
+            ),
+        )
+        return EXIT_FAILED if failures else EXIT_OK
+
+    execute(run)
+
+
+async def _check_keys(versions: list[KeyEncryptionKey]) -> None:
+    """Wrap and unwrap a random data key with every key version, then a full envelope."""
+    for version in versions:
+        data_key = secrets.token_bytes(32)
+        unwrapped = await version.unwrap_key(await version.wrap_key(data_key))
+        if not hmac.compare_digest(unwrapped, data_key):
+            raise IntegrityError(f"key {version.key_id!r} does not round-trip a data key")
+    aad = RecordId("health", "health", "", "health", "health").aad()
+    sealed = await KeyRing(versions).encrypt(b"checkpointers health check", aad)
+    # A fresh ring has an empty cache, so this decrypt really unwraps the data key.
+    if await KeyRing(versions).decrypt(sealed, aad) != b"checkpointers health check":
+        raise IntegrityError("the key ring does not round-trip an envelope")
+
+
+def health_command(
+    ctx: typer.Context,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per check.")] = 10.0,
+) -> None:
+    """Ping every store and check the key ring wraps and unwraps; exit 0 or 1."""
+    opts = options(ctx)
+
+    async def run() -> int:
+        checks: list[dict[str, Any]] = []
+
+        async def check(
+            kind: str, name: str, probe: Callable[[], Coroutine[Any, Any, None]]
+        ) -> None:
+            start = time.perf_counter()
+            try:
+                await asyncio.wait_for(probe(), timeout)
+            except (CheckpointersError, asyncio.TimeoutError) as exc:
+                error = "timed out" if isinstance(exc, asyncio.TimeoutError) else str(exc)
+                checks.append(
+                    {
+                        "check": kind,
+                        "name": name,
+                        "ok": False,
+                        "error": f"{type(exc).__name__}: {error}",
+                    }
+                )
+                return
+            ms = round((time.perf_counter() - start) * 1000, 1)
+            checks.append({"check": kind, "name": name, "ok": True, "ms": ms})
+
+        async with open_tiers(opts, migrate=False) as stores:
+            tiers = stores.tiers
+            for tier in tiers:
+                await check("store", tier.label, tier.store.ping)
+        try:
+            versions = key_versions(opts)
+        except ConfigurationError as exc:
+            checks.append(
+                {
+                    "check": "keys",
+                    "name": "key ring",
+                    "ok": False,
+                    "error": f"ConfigurationError: {exc}",
+                }
+            )
+        else:
+            ids = ", ".join(v.key_id for v in versions)
+            await check("keys", ids, lambda: _check_keys(versions))
+        healthy = all(c["ok"] for c in checks)
+
+        def lines() -> list[str]:
+            out = [
+                f"ok   {c['check']} {c['name']} ({c['ms']} ms)"
+                if c["ok"]
+                else f"FAIL {c['check']} {c['name']}: {c['error']}"
+                for c in checks
+            ]
+            return [*out, "healthy" if healthy else "unhealthy"]
+
+        emit(opts, {"healthy": healthy, "checks": checks}, lines)
+        return EXIT_OK if healthy else EXIT_FAILED
+
+    execute(run)
