@@ -46,7 +46,7 @@ def parse_identifier(value: str) -> str:
 
 def parse_positive_int(value: str) -> int:
     """A positive integer."""
-    if not value.isdigit() or int(value) <= 0:
+    if not (value.isascii() and value.isdigit()) or int(value) <= 0:
         raise ConfigurationError("expected a positive integer")
     return int(value)
 

@@ -10,6 +10,9 @@ Fixtures (all sync, so they work with any event-loop scope):
   first use only.
 - ``postgres_dsn`` (session, str): DSN of a reachable PostgreSQL server.
 - ``postgres_database`` (function, str): DSN of a fresh database, dropped afterwards.
+- ``pgbouncer`` (session, str): DSN of a pgbouncer in transaction mode in front of the
+  ``postgres_dsn`` server (``CHECKPOINTERS_TEST_PGBOUNCER_URL`` if set, else a throwaway
+  pgbouncer started from the Debian binary).
 - ``azurite_server`` (session, Azurite) and ``azurite`` (function, the same object, started
   again if an earlier test left it stopped): Azurite blob service; ``.connection_string``.
 - ``keyvault_server`` (session, KeyVaultFake) and ``keyvault`` (function, the same object
@@ -34,6 +37,7 @@ from tests.harness.services import (
     RedisClusterServer,
     RedisServer,
     delete_redis_prefix,
+    pgbouncer_service,
     postgres_service,
     redis_service,
     throwaway_database,
@@ -44,6 +48,7 @@ BACKEND_MARKERS = {
     "redis": "needs a Redis server (started by the harness if none is running)",
     "redis_cluster": "needs a 3-master Redis Cluster (started by the harness)",
     "postgres": "needs a PostgreSQL server (started by the harness if none is running)",
+    "pgbouncer": "needs pgbouncer in front of PostgreSQL (started by the harness)",
     "azurite": "needs Azurite, the Azure Blob emulator (npm, started by the harness)",
     "keyvault": "needs the in-process Azure Key Vault fake",
 }
@@ -162,6 +167,20 @@ def postgres_database(postgres_dsn: str) -> Iterator[str]:
     """DSN of a new empty database `test_<hex>` for this test, dropped (FORCE) after."""
     with throwaway_database(postgres_dsn) as dsn:
         yield dsn
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgres_dsn: str, _harness_broken: _Broken) -> Iterator[str]:
+    """DSN through a pgbouncer (transaction pooling) to the `postgres_dsn` server."""
+    _harness_broken.check("pgbouncer")
+    stack = contextlib.ExitStack()
+    try:
+        url = stack.enter_context(pgbouncer_service(postgres_dsn))
+    except HarnessUnavailable as exc:
+        stack.close()
+        _harness_broken.record("pgbouncer", exc)
+    with stack:
+        yield url
 
 
 # --------------------------------------------------------------------------- Azure

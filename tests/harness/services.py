@@ -46,11 +46,13 @@ __all__ = [
     "POSTGRES_URL_ENV",
     "REDIS_URL_ENV",
     "HarnessUnavailable",
+    "PgBouncer",
     "PostgresServer",
     "RedisClusterServer",
     "RedisServer",
     "delete_redis_prefix",
     "dsn_with_database",
+    "pgbouncer_service",
     "postgres_reachable",
     "postgres_service",
     "redis_reachable",
@@ -498,3 +500,107 @@ def throwaway_database(server_dsn: str) -> Iterator[str]:
         yield dsn_with_database(server_dsn, name)
     finally:
         run_coroutine_sync(lambda: admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+# --------------------------------------------------------------------------- pgbouncer
+
+PGBOUNCER_URL_ENV = "CHECKPOINTERS_TEST_PGBOUNCER_URL"
+
+
+def _pgbouncer_binary() -> str:
+    found = which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists(
+        "/usr/sbin/pgbouncer") else None)  # fmt: skip
+    if found is None:
+        raise HarnessUnavailable("no pgbouncer binary (Debian package pgbouncer)")
+    return found
+
+
+class PgBouncer:
+    """A throwaway pgbouncer on a free 127.0.0.1 port, in transaction pooling mode, in
+    front of the PostgreSQL server of `server_dsn` (any database name is passed through).
+
+    As root it drops to user `postgres` (pgbouncer refuses to run as root).
+    """
+
+    def __init__(self, server_dsn: str) -> None:
+        parts = urlsplit(server_dsn)
+        self.server_dsn = server_dsn
+        self.user = parts.username or "postgres"
+        self.port = free_port()
+        self._dir = Path(tempfile.mkdtemp(prefix=f"cp-pgbouncer-{self.port}-"))
+        host = parts.hostname or LOOPBACK
+        config = self._dir / "pgbouncer.ini"
+        (self._dir / "userlist.txt").write_text(f'"{self.user}" ""\n')
+        config.write_text(
+            "[databases]\n"
+            f"* = host={host} port={parts.port or 5432}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = {LOOPBACK}\n"
+            f"listen_port = {self.port}\n"
+            "unix_socket_dir =\n"
+            "auth_type = trust\n"
+            f"auth_file = {self._dir / 'userlist.txt'}\n"
+            "pool_mode = transaction\n"
+            "max_client_conn = 500\n"
+            "default_pool_size = 20\n"
+            "ignore_startup_parameters = extra_float_digits,search_path,options\n"
+            "server_reset_query =\n"
+        )
+        argv = [_pgbouncer_binary()]
+        if is_root():
+            import pwd
+
+            try:
+                entry = pwd.getpwnam("postgres")
+            except KeyError as exc:
+                raise HarnessUnavailable("running as root and no user postgres") from exc
+            for path in (self._dir, *self._dir.iterdir()):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+            argv += ["-u", "postgres"]
+        argv.append(str(config))
+        self._process = ManagedProcess(argv, log_path=self._dir / "pgbouncer.log", cwd=self._dir)
+
+    def url(self, database_dsn: str | None = None) -> str:
+        """DSN through pgbouncer to the database of `database_dsn` (default: the server's)."""
+        parts = urlsplit(database_dsn or self.server_dsn)
+        netloc = f"{self.user}@{LOOPBACK}:{self.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    def start(self, timeout: float = STARTUP_TIMEOUT) -> PgBouncer:
+        """Start pgbouncer and wait until a query through it answers."""
+        self._process.start()
+
+        def ready() -> bool:
+            if not self._process.running:
+                raise HarnessUnavailable(
+                    f"pgbouncer exited: {self._process.log_text()[-800:]}"
+                )
+            return port_accepts(self.port) and postgres_reachable(self.url(), timeout=1.0)
+
+        wait_for(ready, timeout=timeout, what=f"pgbouncer on port {self.port}")
+        return self
+
+    def close(self) -> None:
+        """Stop pgbouncer and delete its files."""
+        self._process.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def pgbouncer_service(server_dsn: str) -> Iterator[str]:
+    """Yield a pgbouncer DSN: `$CHECKPOINTERS_TEST_PGBOUNCER_URL` when set, else a
+    throwaway pgbouncer (transaction mode) in front of `server_dsn`.
+
+    Raises:
+        HarnessUnavailable: no pgbouncer binary, or it did not come up.
+    """
+    url = os.environ.get(PGBOUNCER_URL_ENV)
+    if url:
+        yield url
+        return
+    bouncer = PgBouncer(server_dsn)
+    try:
+        bouncer.start()
+        yield bouncer.url()
+    finally:
+        bouncer.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import secrets
 import time
 import uuid
@@ -82,15 +81,14 @@ class TestPostgresStore(StoreContract):
 class TestPostgresStoreBehindPgbouncer(StoreContract):
     """The shared suite through pgbouncer in transaction mode (statement cache off).
 
-    Runs when `CHECKPOINTERS_TEST_PGBOUNCER_URL` names a pgbouncer in front of the test
-    server; skipped otherwise.
+    Uses the harness's `pgbouncer` fixture: `CHECKPOINTERS_TEST_PGBOUNCER_URL` when set,
+    else a throwaway pgbouncer in front of the test server (with `CI` set, a missing
+    pgbouncer fails the run instead of skipping).
     """
 
     @pytest.fixture
-    async def store(self, schema: str) -> AsyncIterator[Store]:
-        url = os.environ.get("CHECKPOINTERS_TEST_PGBOUNCER_URL")
-        if not url:
-            pytest.skip("CHECKPOINTERS_TEST_PGBOUNCER_URL is not set")
+    async def store(self, schema: str, pgbouncer: str) -> AsyncIterator[Store]:
+        url = pgbouncer
         async with PostgresStore.from_url(
             url, schema=schema, statement_cache_size=0, pool_max=20
         ) as store:
