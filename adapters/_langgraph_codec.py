@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -89,8 +90,14 @@ def digest(type_tag: bytes, data: bytes) -> bytes:
 # -- keys -------------------------------------------------------------------------------
 
 
+#: Text that JSON writes as is between quotes: printable ASCII but `"` and `\\`.
+_PLAIN = re.compile(r"[ !#-\[\]-~]*")
+
+
 def blob_key(channel: str, version: Any) -> str:
     """The record key of a channel value at a version."""
+    if type(version) is str and _PLAIN.fullmatch(channel) and _PLAIN.fullmatch(version):
+        return f'["{channel}","{version}"]'  # what json.dumps writes, without its cost
     return json.dumps([channel, version], separators=(",", ":"), ensure_ascii=False)
 
 

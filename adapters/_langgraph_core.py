@@ -40,16 +40,59 @@ from checkpointers import (
 MAX_TAIL_CHAIN = 50
 #: How many (thread, namespace, channel) list states the append-only cache remembers.
 TAIL_CACHE_SIZE = 4096
-MISSING = object()
+#: How many bytes of serialized list items the append-only cache holds, at most.
+TAIL_CACHE_BYTES = 32 * 1024 * 1024
+
+Item = tuple[bytes, bytes]
 
 
 @dataclass(frozen=True, slots=True)
 class _ListState:
-    """What this process last stored for a list channel: its key, chain depth, items."""
+    """The latest value this process stored or read for a list channel.
+
+    `key` is the blob holding it, `depth` the number of appended tails below that blob,
+    `items` the serialized list items (type tag, bytes) and `digests` theirs. Blob
+    contents never change under a key (versions are unique and blobs insert-if-absent),
+    so a state stays true for as long as its blob exists. Items are kept serialized:
+    each read deserializes fresh objects, so a caller mutating what it got can never
+    alter what later reads return.
+    """
 
     key: str
     depth: int
     digests: tuple[bytes, ...]
+    items: tuple[Item, ...]
+    size: int
+
+
+def _list_state(key: str, depth: int, items: Sequence[Item]) -> _ListState:
+    return _ListState(
+        key,
+        depth,
+        tuple(codec.digest(t, d) for t, d in items),
+        tuple(items),
+        sum(len(t) + len(d) for t, d in items),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """The newest checkpoint this process put or read for a (thread, namespace): a guess
+    that lets `get_tuple` read it, its writes and its values in one round trip."""
+
+    checkpoint_id: str
+    keys: dict[str, str]  # channel -> blob key
+
+
+@dataclass(slots=True)
+class _Chain:
+    """A channel value being rebuilt from its blob and the blobs it appends to."""
+
+    channel: str
+    head: str
+    current: str
+    pieces: list[Any]
+    base: _ListState | None = None
 
 
 def configurable(config: RunnableConfig) -> dict[str, Any]:
@@ -83,10 +126,15 @@ class SaverCore(BaseCheckpointSaver[str]):
     _append_only: bool
     _list_cache: OrderedDict[tuple[str, str, str], _ListState]
 
+    _list_cache_bytes: int
+    _heads: OrderedDict[tuple[str, str], _Head]
+
     def _init_core(self, store: EncryptedStore, *, append_only: bool) -> None:
         self._store = store
         self._append_only = append_only
         self._list_cache = OrderedDict()
+        self._list_cache_bytes = 0
+        self._heads = OrderedDict()
 
     def _rid(self, thread: str, ns: str, kind: str, key: str) -> RecordId:
         return self._store.record_id(thread, ns, kind, key)
@@ -109,65 +157,146 @@ class SaverCore(BaseCheckpointSaver[str]):
         group = ""
         if self._append_only and type(value) is list and isinstance(version, str):
             items = [codec.dumps(serde, item, what) for item in value]
-            digests = tuple(codec.digest(t, d) for t, d in items)
             prev = self._list_cache.get((thread, ns, channel))
             depth = 0
+            state = _list_state(key, 0, items)
             if (
                 prev is not None
                 and prev.key != key
-                and 0 < len(prev.digests) <= len(digests)
+                and 0 < len(prev.digests) <= len(state.digests)
                 and prev.depth + 1 < MAX_TAIL_CHAIN
-                and digests[: len(prev.digests)] == prev.digests
+                and state.digests[: len(prev.digests)] == prev.digests
             ):
                 tail_type, tail_data = codec.dumps(serde, value[len(prev.digests) :], what)
                 body = codec.encode_tail(tail_type, tail_data, prev.key)
                 group = prev.key
                 depth = prev.depth + 1
-            states[(thread, ns, channel)] = _ListState(key, depth, digests)
+            states[(thread, ns, channel)] = _ListState(
+                key, depth, state.digests, state.items, state.size
+            )
         if body is None:
             body = codec.encode_full(*codec.dumps(serde, value, what))
         return await self._store.seal(self._rid(thread, ns, codec.BLOB, key), body, group=group)
 
     def _remember(self, states: Mapping[tuple[str, str, str], _ListState]) -> None:
+        """Keep `states` as the latest list values, least recently used out first."""
+        cache = self._list_cache
         for cache_key, state in states.items():
-            self._list_cache[cache_key] = state
-            self._list_cache.move_to_end(cache_key)
-        while len(self._list_cache) > TAIL_CACHE_SIZE:
-            self._list_cache.popitem(last=False)
+            old = cache.pop(cache_key, None)
+            if old is not None:
+                self._list_cache_bytes -= old.size
+            if state.size > TAIL_CACHE_BYTES:
+                continue
+            cache[cache_key] = state
+            self._list_cache_bytes += state.size
+        while len(cache) > TAIL_CACHE_SIZE or self._list_cache_bytes > TAIL_CACHE_BYTES:
+            _, evicted = cache.popitem(last=False)
+            self._list_cache_bytes -= evicted.size
 
     def _forget(self, threads: Iterable[str]) -> None:
         gone = set(threads)
         for cache_key in [k for k in self._list_cache if k[0] in gone]:
-            del self._list_cache[cache_key]
+            self._list_cache_bytes -= self._list_cache.pop(cache_key).size
+        for head_key in [k for k in self._heads if k[0] in gone]:
+            del self._heads[head_key]
 
-    async def _load_value(self, thread: str, ns: str, key: str) -> Any:
-        """The value of blob `key`, rebuilt from its tail chain; `MISSING` if absent."""
-        pieces: list[Any] = []
-        current: str | None = key
-        while current is not None:
-            rid = self._rid(thread, ns, codec.BLOB, current)
-            entry = await self._store.get(rid)
-            if entry is None:
-                if not pieces:
-                    return MISSING
-                raise IntegrityError(f"{rid.describe()}: missing base of an appended value")
-            if len(pieces) > MAX_TAIL_CHAIN:
-                raise IntegrityError(f"{rid.describe()}: chain of appended values too long")
-            type_tag, data, current = codec.decode_blob(entry.data, rid.describe())
-            pieces.append(codec.loads(self.serde, type_tag, data, rid.describe()))
-        value = pieces.pop()
-        while pieces:
-            value = [*value, *pieces.pop()]
-        return value
+    def _note_head(self, thread: str, ns: str, checkpoint_id: str, keys: dict[str, str]) -> None:
+        self._heads[(thread, ns)] = _Head(checkpoint_id, keys)
+        self._heads.move_to_end((thread, ns))
+        while len(self._heads) > TAIL_CACHE_SIZE:
+            self._heads.popitem(last=False)
 
-    async def _channel_values(
-        self, thread: str, ns: str, versions: Mapping[str, Any]
+    @staticmethod
+    def _blob_keys(versions: Mapping[str, Any]) -> dict[str, str]:
+        return {ch: codec.blob_key(ch, v) for ch, v in versions.items()}
+
+    def _cached(self, thread: str, ns: str, channel: str, key: str) -> _ListState | None:
+        """The cached list state of `channel` if it is the value of blob `key`."""
+        state = self._list_cache.get((thread, ns, channel))
+        if state is None or state.key != key:
+            return None
+        self._list_cache.move_to_end((thread, ns, channel))
+        return state
+
+    def _items(self, state: _ListState, what: str) -> list[Any]:
+        return [codec.loads(self.serde, t, d, what) for t, d in state.items]
+
+    async def _load_values(
+        self,
+        thread: str,
+        ns: str,
+        keys: Mapping[str, str],
+        first: Sequence[Record | None] | None = None,
     ) -> dict[str, Any]:
-        channels = list(versions)
-        loaded = await asyncio.gather(
-            *(self._load_value(thread, ns, codec.blob_key(ch, versions[ch])) for ch in channels)
-        )
-        return {ch: v for ch, v in zip(channels, loaded, strict=True) if v is not MISSING}
+        """The values of blobs `keys` (channel -> blob key); absent ones are left out.
+
+        The blobs are read in one `get_many` (or given as `first`, in the order of
+        `keys`); a value stored as appended tails is rebuilt level by level (one
+        `get_many` per level for every channel at once), stopping at the list value this
+        process cached if the chain reaches it. A blob whose whole value is cached is
+        not even decrypted: the read only checks that it still exists.
+        """
+        out: dict[str, Any] = {}
+        chains = [_Chain(ch, key, key, []) for ch, key in keys.items()]
+        depth = 0
+        while chains:
+            records: Sequence[Record | None]
+            if first is None:
+                rids = [self._rid(thread, ns, codec.BLOB, c.current) for c in chains]
+                records = await self._store.get_many_records(rids)
+            else:
+                records, first = first, None
+            walking: list[_Chain] = []
+            for chain, record in zip(chains, records, strict=True):
+                if record is None:
+                    if chain.pieces:
+                        rid = self._rid(thread, ns, codec.BLOB, chain.current)
+                        raise IntegrityError(f"{rid.describe()}: missing base of an appended value")
+                    continue  # the channel has no stored value
+                what = record.id.describe()
+                if depth > MAX_TAIL_CHAIN:
+                    raise IntegrityError(f"{what}: chain of appended values too long")
+                cached = self._cached(thread, ns, chain.channel, chain.current)
+                if cached is not None:
+                    chain.base = cached  # the cache holds this blob's whole value
+                    out[chain.channel] = self._assemble(thread, ns, chain, what)
+                    continue
+                entry = await self._store.open(record)
+                type_tag, data, base = codec.decode_blob(entry.data, what)
+                chain.pieces.append(codec.loads(self.serde, type_tag, data, what))
+                if base is not None:
+                    hit = self._cached(thread, ns, chain.channel, base)
+                    if hit is None:
+                        chain.current = base
+                        walking.append(chain)
+                        continue
+                    chain.base = hit
+                out[chain.channel] = self._assemble(thread, ns, chain, what)
+            chains = walking
+            depth += 1
+        return out
+
+    def _assemble(self, thread: str, ns: str, chain: _Chain, what: str) -> Any:
+        """The value of a resolved chain; a list value is cached as the channel's latest
+        unless a state the chain did not pass through (maybe newer) is cached."""
+        pieces = chain.pieces  # newest first
+        base = chain.base
+        value: Any = self._items(base, what) if base is not None else pieces.pop()
+        appended = [item for piece in reversed(pieces) for item in piece]
+        if appended:
+            value = [*value, *appended]
+        if not (self._append_only and type(value) is list):
+            return value
+        cache_key = (thread, ns, chain.channel)
+        current = self._list_cache.get(cache_key)
+        if current is None and base is None:
+            items = [codec.dumps(self.serde, item, what) for item in value]
+            self._remember({cache_key: _list_state(chain.head, len(pieces), items)})
+        elif base is not None and current is base and base.key != chain.head:
+            items = [*base.items, *(codec.dumps(self.serde, item, what) for item in appended)]
+            state = _list_state(chain.head, base.depth + len(pieces), items)
+            self._remember({cache_key: state})
+        return value
 
     # -- writes ---------------------------------------------------------------------
 
@@ -190,15 +319,28 @@ class SaverCore(BaseCheckpointSaver[str]):
 
     # -- tuples -----------------------------------------------------------------------
 
-    async def _tuple(self, entry: Entry) -> CheckpointTuple:
+    async def _tuple(
+        self,
+        entry: Entry,
+        writes: list[tuple[str, str, Any]] | None = None,
+        guess: tuple[_Head, Sequence[Record | None]] | None = None,
+    ) -> CheckpointTuple:
+        """The tuple of a checkpoint record: its values and writes, read concurrently
+        (one `get_many` and one query), unless `writes` were read already, or `guess`
+        (a head and its blobs, read before the checkpoint was known) holds its values."""
         rid = entry.id
         checkpoint, metadata, parent = codec.decode_checkpoint(
             self.serde, entry.data, rid.describe()
         )
-        values, writes = await asyncio.gather(
-            self._channel_values(rid.thread, rid.namespace, checkpoint["channel_versions"]),
-            self._writes_of(rid.thread, rid.namespace, rid.key),
-        )
+        keys = self._blob_keys(checkpoint["channel_versions"])
+        first = guess[1] if guess is not None and guess[0].keys == keys else None
+        if writes is None:
+            values, writes = await asyncio.gather(
+                self._load_values(rid.thread, rid.namespace, keys, first),
+                self._writes_of(rid.thread, rid.namespace, rid.key),
+            )
+        else:
+            values = await self._load_values(rid.thread, rid.namespace, keys, first)
         checkpoint["channel_values"] = values
         return CheckpointTuple(
             config=_config(rid.thread, rid.namespace, rid.key),
@@ -221,12 +363,39 @@ class SaverCore(BaseCheckpointSaver[str]):
         thread, ns = thread_of(conf), str(conf.get("checkpoint_ns", ""))
         checkpoint_id = get_checkpoint_id(config)
         if checkpoint_id:
-            entry = await self._store.get(self._rid(thread, ns, codec.CHECKPOINT, checkpoint_id))
-        else:
-            entry = await self._store.latest(
-                self._store.query(kind=codec.CHECKPOINT, thread=thread, namespace=ns)
+            # The checkpoint and its writes at once, then its values: two round trips.
+            rid = self._rid(thread, ns, codec.CHECKPOINT, checkpoint_id)
+            entry, writes = await asyncio.gather(
+                self._store.get(rid), self._writes_of(thread, ns, checkpoint_id)
             )
-        return None if entry is None else await self._tuple(entry)
+            return None if entry is None else await self._tuple(entry, writes)
+        latest = self._store.latest(
+            self._store.query(kind=codec.CHECKPOINT, thread=thread, namespace=ns)
+        )
+        head = self._heads.get((thread, ns))
+        if head is None:
+            found = await latest
+            guess = None
+            writes = None
+        else:
+            # Most often the newest checkpoint is the one this process last put or read:
+            # read it, its writes and its values at once (one round trip), then check.
+            rids = [self._rid(thread, ns, codec.BLOB, key) for key in head.keys.values()]
+            found, head_writes, blobs = await asyncio.gather(
+                latest,
+                self._writes_of(thread, ns, head.checkpoint_id),
+                self._store.get_many_records(rids),
+            )
+            hit = found is not None and found.id.key == head.checkpoint_id
+            guess = (head, blobs) if hit else None
+            writes = head_writes if hit else None
+        if found is None:
+            return None
+        item = await self._tuple(found, writes, guess)
+        self._note_head(
+            thread, ns, found.id.key, self._blob_keys(item.checkpoint["channel_versions"])
+        )
+        return item
 
     async def _list(
         self,
@@ -328,6 +497,9 @@ class SaverCore(BaseCheckpointSaver[str]):
         )
         await self._store.put_records(records, if_absent=True)
         self._remember(states)
+        self._note_head(
+            thread, ns, checkpoint["id"], self._blob_keys(checkpoint["channel_versions"])
+        )
         return _config(thread, ns, checkpoint["id"])
 
     async def _put_writes(

@@ -14,7 +14,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import DeltaChannelHistory, PendingWrite, get_checkpoint_id
 
 from adapters import _langgraph_codec as codec
-from adapters._langgraph_core import MISSING, SaverCore, configurable, thread_of
+from adapters._langgraph_core import SaverCore, configurable, thread_of
 from checkpointers import ConfigurationError, Record, RecordId
 
 _DELETE_BATCH = 500
@@ -111,6 +111,7 @@ class SaverMaintenance(SaverCore):
         """
         source = thread_of({"thread_id": source_thread_id})
         target = thread_of({"thread_id": target_thread_id})
+        self._forget([target])
         records = await self._store.find_records(self._store.query(thread=source))
         copies = []
         for record in records:
@@ -214,12 +215,10 @@ class SaverMaintenance(SaverCore):
             for ch in remaining:
                 per_checkpoint[ch].append([w for w in writes if w[1] == ch])
             versions = checkpoint.get("channel_versions") or {}
-            for ch in list(remaining):
-                if ch in versions:
-                    value = await self._load_value(thread, ns, codec.blob_key(ch, versions[ch]))
-                    if value is not MISSING:
-                        seeds[ch] = value
-                        remaining.discard(ch)
+            keys = {ch: codec.blob_key(ch, versions[ch]) for ch in remaining if ch in versions}
+            for ch, value in (await self._load_values(thread, ns, keys)).items():
+                seeds[ch] = value
+                remaining.discard(ch)
             parent = entry.record.group
         result: dict[str, DeltaChannelHistory] = {}
         for ch in channels:

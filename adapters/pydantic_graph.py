@@ -79,6 +79,7 @@ _CLAIMABLE = ("created",)
 _IN_FLIGHT = ("pending", "running")
 _SORT_DIGITS = 20
 _CAS_ATTEMPTS = 16
+_MAX_HELD = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,9 @@ class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
         self._owns_store = False
         self._adapter: pydantic.TypeAdapter[Snapshot[StateT, RunEndT]] | None = None
         self._last_seq: int | None = None
+        # Snapshots this object inserted or claimed, as written: `record_run` starts from
+        # them without reading them back (compare-and-set catches any change since).
+        self._held: dict[str, Entry] = {}
 
     @staticmethod
     def _check_options(run_id: str, lease_seconds: float) -> None:
@@ -298,7 +302,7 @@ class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
         """Write a new snapshot record; False when one with its id exists."""
         data = self._dump(snapshot)
         try:
-            await self.store.put(
+            entry = await self.store.put_entry(
                 self._rid(snapshot.id),
                 data,
                 expected_version=0,
@@ -307,7 +311,14 @@ class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
             )
         except ConflictError:
             return False
+        if status != _END:
+            self._hold(entry)
         return True
+
+    def _hold(self, entry: Entry) -> None:
+        self._held[entry.id.key] = entry
+        while len(self._held) > _MAX_HELD:
+            del self._held[next(iter(self._held))]
 
     async def snapshot_node(self, state: StateT, next_node: BaseNode[StateT, Any, RunEndT]) -> None:
         """Save a `created` snapshot of `state` before `next_node` runs.
@@ -349,8 +360,10 @@ class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
     async def _start(self, snapshot_id: str) -> Entry:
         """Move a created/pending snapshot to `running` with compare-and-set."""
         rid = self._rid(snapshot_id)
+        held = self._held.pop(snapshot_id, None)
         for _ in range(_CAS_ATTEMPTS):
-            entry = await self.store.get(rid)
+            entry = held if held is not None else await self.store.get(rid)
+            held = None
             if entry is None:
                 raise LookupError(f"No snapshot found with id={snapshot_id!r}")
             status = entry.record.status
@@ -473,6 +486,7 @@ class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
         if entry is None:
             return None
         snapshot = self._load(entry)
+        self._hold(entry)
         if not isinstance(snapshot, NodeSnapshot):  # pragma: no cover - ends never claimable
             raise GraphRuntimeError(f"{entry.id.describe()}: claimed an end snapshot")
         return snapshot

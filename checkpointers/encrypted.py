@@ -180,7 +180,7 @@ class EncryptedStore:
         if found is None:
             fresh = secrets.token_bytes(_INDEX_KEY_SIZE)
             try:
-                await self.put(rid, fresh, expected_version=0, ttl=None)
+                await self.put(rid, fresh, expected_version=0, expires=False)
                 found_data = fresh
             except ConflictError:
                 # Another process created it first: use theirs.
@@ -232,12 +232,12 @@ class EncryptedStore:
         group: str = "",
         status: str = "",
         index: Mapping[str, Any] | None = None,
-        ttl: float | bool | None = True,
+        expires: bool = True,
         lease_until: float | None = None,
     ) -> Record:
         """Encrypt `data` into a `Record` bound to `record_id`, without writing it.
 
-        `ttl=True` uses the store's default expiry, None means never, a number is seconds.
+        `expires=False` exempts the record from the store's `ttl`.
 
         Raises:
             RecordTooLargeError: `data` is above `max_record_bytes`.
@@ -250,7 +250,7 @@ class EncryptedStore:
                 f"{record_id.describe()}: {len(data)} bytes exceeds "
                 f"max_record_bytes={self.max_record_bytes}"
             )
-        seconds = self.ttl if ttl is True else (None if ttl is False else ttl)
+        seconds = self.ttl if expires else None
         body = await self.keys.encrypt(data, record_id.aad(), record=record_id.describe())
         return Record(
             id=record_id,
@@ -273,10 +273,43 @@ class EncryptedStore:
         group: str = "",
         status: str = "",
         index: Mapping[str, Any] | None = None,
-        ttl: float | bool | None = True,
+        expires: bool = True,
         lease_until: float | None = None,
     ) -> int:
         """Encrypt and write one record; returns the new row version.
+
+        Raises:
+            ConflictError: `expected_version` did not match (0: the record exists).
+            RecordTooLargeError, SerializationError, StoreUnavailableError.
+        """
+        entry = await self.put_entry(
+            record_id,
+            data,
+            expected_version=expected_version,
+            sort=sort,
+            group=group,
+            status=status,
+            index=index,
+            expires=expires,
+            lease_until=lease_until,
+        )
+        return entry.record.version
+
+    async def put_entry(
+        self,
+        record_id: RecordId,
+        data: bytes,
+        *,
+        expected_version: int | None = None,
+        sort: str = "",
+        group: str = "",
+        status: str = "",
+        index: Mapping[str, Any] | None = None,
+        expires: bool = True,
+        lease_until: float | None = None,
+    ) -> Entry:
+        """As `put`, returning the written record (with its new row version) as an
+        `Entry`, ready for a later `update` without reading it back.
 
         Raises:
             ConflictError: `expected_version` did not match (0: the record exists).
@@ -290,10 +323,11 @@ class EncryptedStore:
             group=group,
             status=status,
             index=index,
-            ttl=ttl,
+            expires=expires,
             lease_until=lease_until,
         )
-        return await self.store.put(record, expected_version=expected_version)
+        version = await self.store.put(record, expected_version=expected_version)
+        return Entry(replace(record, version=version), data)
 
     async def put_records(self, records: Sequence[Record], *, if_absent: bool = False) -> None:
         """Write sealed records atomically (see `seal`)."""
@@ -363,6 +397,34 @@ class EncryptedStore:
         if record.id != record_id:
             raise IntegrityError(f"{record_id.describe()}: the store returned another record")
         return await self.open(record)
+
+    async def get_many(self, record_ids: Sequence[RecordId]) -> list[Entry | None]:
+        """The decrypted records at `record_ids`, in order (None where absent or expired),
+        read in one store call (one round trip on every backend but Azure Blob).
+
+        Raises:
+            IntegrityError: a record was tampered with, moved or is not encrypted.
+            KeyUnavailableError: a record's key is not in the ring or unreachable.
+            StoreUnavailableError: the backend failed.
+        """
+        return [
+            None if record is None else await self.open(record)
+            for record in await self.get_many_records(record_ids)
+        ]
+
+    async def get_many_records(self, record_ids: Sequence[RecordId]) -> list[Record | None]:
+        """The records at `record_ids`, still encrypted (open them with `open`), in order.
+
+        Raises:
+            IntegrityError: the store returned a record under another identity.
+            StoreUnavailableError: the backend failed.
+        """
+        await self._ensure_ready()
+        records = await self.store.get_many(record_ids)
+        for record_id, record in zip(record_ids, records, strict=True):
+            if record is not None and record.id != record_id:
+                raise IntegrityError(f"{record_id.describe()}: the store returned another record")
+        return records
 
     def query(self, **fields: Any) -> Query:
         """A `Query` scoped to this tenant."""

@@ -246,15 +246,56 @@ class TieredStore(Store):
             return await self.archive.get(record_id)
         return None
 
+    async def get_many(self, record_ids: Sequence[RecordId]) -> list[Record | None]:
+        """Hot tier first; the misses from the durable tier in one call (then copied to
+        the hot tier), what is still missing from the archive."""
+        if not record_ids:
+            return []
+        cached = await self._on_hot(lambda hot: hot.get_many(record_ids), "get")
+        out: list[Record | None] = [None] * len(record_ids) if cached is SKIPPED else cached
+        misses = [i for i, record in enumerate(out) if record is None]
+        self.stats.hot_hits += len(record_ids) - len(misses)
+        self.stats.hot_misses += len(misses)
+        if not misses:
+            return out
+        found = await self.durable.get_many([record_ids[i] for i in misses])
+        fresh: dict[RecordId, Record] = {}
+        left: list[int] = []
+        for i, record in zip(misses, found, strict=True):
+            out[i] = record
+            if record is None:
+                left.append(i)
+            else:
+                fresh[record.id] = record
+        await self._to_hot(list(fresh.values()), "repopulate")
+        if left and self.archive is not None:
+            self.stats.archive_reads += 1
+            archived = await self.archive.get_many([record_ids[i] for i in left])
+            for i, record in zip(left, archived, strict=True):
+                out[i] = record
+        return out
+
     async def _after_durable_write(self, record_ids: Sequence[RecordId], what: str) -> None:
-        # Copy what the durable tier now holds (with its row versions) to the hot tier.
+        # Copy what the durable tier now holds (with its row versions: an upsert bumped
+        # them, an insert-if-absent kept what was there) to the hot tier, read back in
+        # one `get_many`.
         if self.hot is None:
             return
         if not self._hot_usable():
             self._mark_dirty(record_ids)
             return
-        fresh = [r for r in [await self.durable.get(rid) for rid in record_ids] if r is not None]
-        await self._to_hot(fresh, what)
+        try:
+            stored = await self.durable.get_many(list(dict.fromkeys(record_ids)))
+        except StoreUnavailableError:
+            # The write is durable; only reading it back failed: the hot tier must not
+            # keep an older copy of what was just written.
+            await self._drop_from_hot(record_ids, what)
+            return
+        await self._to_hot([r for r in stored if r is not None], what)
+
+    async def _drop_from_hot(self, record_ids: Sequence[RecordId], what: str) -> None:
+        if await self._on_hot(lambda hot: hot.delete(record_ids), what) is SKIPPED:
+            self._mark_dirty(record_ids)
 
     async def put(self, record: Record, *, expected_version: int | None = None) -> int:
         version = await self.durable.put(record, expected_version=expected_version)

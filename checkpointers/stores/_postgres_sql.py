@@ -89,6 +89,22 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX IF NOT EXISTS checkpointers_audit_by_at ON {audit} (at)",
         ),
     ),
+    (
+        3,
+        "leaner indexes",
+        (
+            # Only records that carry tokens or a group can match a query on them (`find`
+            # adds the same predicates), so the other rows need no entry.
+            "CREATE INDEX IF NOT EXISTS checkpointers_records_with_tokens"
+            " ON {records} USING gin (tokens) WHERE tokens <> '{{}}'::text[]",
+            "CREATE INDEX IF NOT EXISTS checkpointers_records_with_group"
+            " ON {records} (tenant, thread, kind, grp) WHERE grp <> ''",
+            "DROP INDEX IF EXISTS {schema}.checkpointers_records_by_tokens",
+            "DROP INDEX IF EXISTS {schema}.checkpointers_records_by_group",
+            # by_kind stays: without it a list across threads in sort order (LangGraph's
+            # list with config=None and a limit) reads every checkpoint of the tenant.
+        ),
+    ),
 )
 
 # -- migration machinery ---------------------------------------------------------------
@@ -117,6 +133,24 @@ _SET_FROM_EXCLUDED: Final = (
 _ONLY_IF_EXPIRED: Final = " WHERE r.expires_at IS NOT NULL AND r.expires_at <= excluded.updated_at"
 
 GET: Final = f"SELECT {COLUMNS} FROM {{records}} WHERE {_KEY_MATCH} AND " + _LIVE.format(now="$6")
+# Many identities at once: parallel arrays, $6 now; `i` is the position of the identity
+# (1-based), absent ones return no row. The LATERAL ... LIMIT 1 keeps the plan one
+# primary-key lookup per identity, whatever the planner guesses of the arrays' length.
+GET_MANY: Final = (
+    f"SELECT u.i, r.* FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])"
+    " WITH ORDINALITY AS u(tenant, thread, namespace, kind, key, i)"
+    f" CROSS JOIN LATERAL (SELECT {COLUMNS} FROM {{records}} x"
+    " WHERE x.tenant = u.tenant AND x.thread = u.thread AND x.namespace = u.namespace"
+    " AND x.kind = u.kind AND x.key = u.key"
+    " AND (x.expires_at IS NULL OR x.expires_at > $6) LIMIT 1) r"
+)
+# The common case of `get_many`: keys of one (tenant, thread, namespace, kind), $6 now.
+# Constants for the prefix make the plan a primary-key range lookup even before the
+# table has statistics.
+GET_KEYS: Final = (
+    f"SELECT {COLUMNS} FROM {{records}} WHERE tenant = $1 AND thread = $2 AND namespace = $3"
+    " AND kind = $4 AND key = ANY($5::text[]) AND " + _LIVE.format(now="$6")
+)
 # $1-$5 identity, $6 sort, $7 grp, $8 status, $9 tokens, $10 expires_at, $11 lease_until,
 # $12 now, $13 body.
 UPSERT: Final = (
@@ -223,9 +257,11 @@ FIND_FILTERS: Final = {
     "kind": " AND kind = ${n}",
     "thread": " AND thread = ${n}",
     "namespace": " AND namespace = ${n}",
+    # The redundant `<> ''` and `<> '{}'` let the planner use the partial indexes.
     "group": " AND grp = ${n}",
+    "group_set": " AND grp = ${n} AND grp <> ''",
     "statuses": " AND status = ANY(${n}::text[])",
-    "tokens": " AND tokens @> ${n}::text[]",
+    "tokens": " AND tokens @> ${n}::text[] AND tokens <> '{{}}'::text[]",
     "before": " AND sort < ${n}",
     "after": " AND sort > ${n}",
 }
@@ -257,6 +293,8 @@ class Statements:
     migration_applied: str
     record_migration: str
     get: str
+    get_many: str
+    get_keys: str
     upsert: str
     insert_if_absent: str
     update_if_version: str
@@ -292,7 +330,8 @@ def statements(schema: str) -> Statements:
     templates = {
         "create_schema": CREATE_SCHEMA, "create_migrations": CREATE_MIGRATIONS,
         "current_version": CURRENT_VERSION, "migration_applied": MIGRATION_APPLIED,
-        "record_migration": RECORD_MIGRATION, "get": GET, "upsert": UPSERT,
+        "record_migration": RECORD_MIGRATION, "get": GET, "get_many": GET_MANY,
+        "get_keys": GET_KEYS, "upsert": UPSERT,
         "insert_if_absent": INSERT_IF_ABSENT, "update_if_version": UPDATE_IF_VERSION,
         "put_many": PUT_MANY, "put_many_if_absent": PUT_MANY_IF_ABSENT, "replicate": REPLICATE,
         "claim": CLAIM,
@@ -324,7 +363,8 @@ def compose_find(stmts: Statements, query: Query, now: float) -> tuple[str, Sequ
     ):
         if value is not None:
             params.append(value)
-            text += FIND_FILTERS[name].format(n=len(params))
+            fragment = "group_set" if name == "group" and value else name
+            text += FIND_FILTERS[fragment].format(n=len(params))
     text += ORDER_DESC if query.descending else ORDER_ASC
     if query.limit is not None:
         params.append(query.limit)

@@ -148,8 +148,10 @@ local function current(rk, now)
   return stored, stored
 end
 
+-- One string per record: the routing fields NUL-joined (they never hold NUL), then the
+-- body, so a reply of n records costs the client n bulk strings to parse, not 12 n.
 local function reply(h)
-  return {h.ns, h.kd, h.k, h.b, h.s, h.g, h.st, h.tk, h.e, h.l, h.v, h.u}
+  return table.concat({h.ns, h.kd, h.k, h.s, h.g, h.st, h.tk, h.e, h.l, h.v, h.u, h.b}, '\0')
 end
 """
 
@@ -159,11 +161,20 @@ end
 #: lease_until, version, updated_at ("" for none; a version and updated_at given are
 #: kept as they are, for replication). Returns {1, version of the first record} or
 #: {0, current version}.
+#:
+#: On a single server (not a cluster) the listing step rides along: with KEYS[2] (the
+#: tenants set) and KEYS[3] (the tenant's threads set), three more ARGV after the
+#: records (tenant, thread, expiry) list the thread as TOUCH would, in the same script.
 WRITE = (
     _PRELUDE
     + r"""
 local now = tonumber(ARGV[1])
 local mode, n = ARGV[2], tonumber(ARGV[4])
+if #KEYS == 3 then
+  local at = 5 + n * 12
+  zadd(KEYS[2], 0, ARGV[at + 1], exp_ms(ARGV[at + 3]))
+  zadd(KEYS[3], 0, ARGV[at + 2], exp_ms(ARGV[at + 3]))
+end
 local done = redis.call('HMGET', rkey(ARGV[6], ARGV[7], ARGV[8]), 'o', 'v')
 if ARGV[5] ~= '' and done[1] == ARGV[5] then return {1, tonumber(done[2])} end
 if mode == 'cas' then
@@ -209,6 +220,19 @@ GET = (
     + r"""
 local now = tonumber(ARGV[1])
 local out = {}
+if ARGV[3] ~= '1' then
+  -- No refresh: the fields in reply order, straight from HMGET (no table building).
+  for i = 0, tonumber(ARGV[4]) - 1 do
+    local r = redis.call('HMGET', rkey(ARGV[5 + i * 3], ARGV[6 + i * 3], ARGV[7 + i * 3]),
+      'ns', 'kd', 'k', 's', 'g', 'st', 'tk', 'e', 'l', 'v', 'u', 'b')
+    if r[1] and not (ARGV[2] == '1' and r[8] ~= '' and tonumber(r[8]) <= now) then
+      out[#out + 1] = table.concat(r, '\0')
+    else
+      out[#out + 1] = false
+    end
+  end
+  return out
+end
 for i = 0, tonumber(ARGV[4]) - 1 do
   local ns, kind, key = ARGV[5 + i * 3], ARGV[6 + i * 3], ARGV[7 + i * 3]
   local h = load(ns, kind, key)

@@ -7,6 +7,7 @@ and indexes, nothing about frameworks or plaintext. The shared suite in
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +26,8 @@ class Store(ABC):
 
     Contract shared by every backend:
 
-    * `get` returns None when the record is absent or expired.
+    * `get` returns None when the record is absent or expired; `get_many` answers a
+      list of identities in order, with None where `get` would give None.
     * `put` without `expected_version` is an upsert; `expected_version=0` inserts only
       if absent; `expected_version=n` writes only if the stored version is `n`. A lost
       race raises `ConflictError`. The stored version grows by one per write.
@@ -54,6 +56,19 @@ class Store(ABC):
     @abstractmethod
     async def get(self, record_id: RecordId) -> Record | None:
         """Return the record, or None when absent or expired."""
+
+    async def get_many(self, record_ids: Sequence[RecordId]) -> list[Record | None]:
+        """The records at `record_ids`, in that order: None where absent or expired.
+
+        Duplicates are allowed (each gets its answer). This default runs `get`
+        concurrently; backends override it with one round trip.
+
+        Raises:
+            StoreUnavailableError: the backend failed.
+        """
+        if not record_ids:
+            return []
+        return list(await asyncio.gather(*(self.get(rid) for rid in record_ids)))
 
     @abstractmethod
     async def put(self, record: Record, *, expected_version: int | None = None) -> int:

@@ -7,7 +7,7 @@ behave as this one does in the shared suite.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -23,10 +23,41 @@ def _order(record: Record) -> tuple[str, RecordId]:
 
 
 class MemoryStore(Store):
-    """A store in process memory. Every method runs without awaiting, hence atomically."""
+    """A store in process memory. Every method runs without awaiting, hence atomically.
+
+    Records are also indexed by `(tenant, thread)`, so that a query or claim naming a
+    thread looks at that thread's records only.
+    """
 
     def __init__(self) -> None:
         self._records: dict[RecordId, Record] = {}
+        self._threads: dict[tuple[str, str], dict[RecordId, Record]] = {}
+
+    def _set(self, record: Record) -> None:
+        self._records[record.id] = record
+        rid = record.id
+        self._threads.setdefault((rid.tenant, rid.thread), {})[rid] = record
+
+    def _pop(self, record_id: RecordId) -> Record | None:
+        record = self._records.pop(record_id, None)
+        if record is not None:
+            pair = (record_id.tenant, record_id.thread)
+            members = self._threads[pair]
+            del members[record_id]
+            if not members:
+                del self._threads[pair]
+        return record
+
+    def _candidates(self, tenant: str | None, thread: str | None) -> Iterable[Record]:
+        """The records a query on `tenant` and `thread` can select (a superset)."""
+        if thread is None:
+            return self._records.values()
+        if tenant is not None:
+            return self._threads.get((tenant, thread), {}).values()
+        return [
+            r for (_, th), members in self._threads.items() if th == thread
+            for r in members.values()
+        ]  # fmt: skip
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MemoryStore:
@@ -43,6 +74,10 @@ class MemoryStore(Store):
     async def get(self, record_id: RecordId) -> Record | None:
         return self._live(record_id, time.time())
 
+    async def get_many(self, record_ids: Sequence[RecordId]) -> list[Record | None]:
+        now = time.time()
+        return [self._live(rid, now) for rid in record_ids]
+
     async def put(self, record: Record, *, expected_version: int | None = None) -> int:
         now = time.time()
         current = self._live(record.id, now)
@@ -53,7 +88,7 @@ class MemoryStore(Store):
             )
         stored_version = self._records[record.id].version if record.id in self._records else 0
         version = max(current_version, stored_version) + 1
-        self._records[record.id] = replace(record, version=version, updated_at=now)
+        self._set(replace(record, version=version, updated_at=now))
         return version
 
     async def put_many(self, records: Sequence[Record], *, if_absent: bool = False) -> None:
@@ -64,25 +99,25 @@ class MemoryStore(Store):
                 continue
             stored = self._records.get(record.id)
             version = (stored.version if stored is not None else 0) + 1
-            self._records[record.id] = replace(record, version=version, updated_at=now)
+            self._set(replace(record, version=version, updated_at=now))
 
     async def replicate(self, records: Sequence[Record]) -> None:
         for record in records:
-            self._records[record.id] = record
+            self._set(record)
 
     async def find(self, query: Query) -> list[Record]:
         now = time.time()
-        found = sorted(
-            (r for r in self._records.values() if query.matches(r, now)),
-            key=_order,
-            reverse=query.descending,
-        )
+        found = [r for r in self._candidates(query.tenant, query.thread) if query.matches(r, now)]
+        if query.limit == 1 and found:  # latest(): no need to sort them all
+            return [(max if query.descending else min)(found, key=_order)]
+        found.sort(key=_order, reverse=query.descending)
         return found if query.limit is None else found[: query.limit]
 
     async def claim(self, claim: Claim) -> Record | None:
         now = time.time()
         candidates = sorted(
-            (r for r in self._records.values() if claim.claimable(r, now)), key=_order
+            (r for r in self._candidates(claim.tenant, claim.thread) if claim.claimable(r, now)),
+            key=_order,
         )
         if not candidates:
             return None
@@ -94,14 +129,14 @@ class MemoryStore(Store):
             version=chosen.version + 1,
             updated_at=now,
         )
-        self._records[chosen.id] = claimed
+        self._set(claimed)
         return claimed
 
     async def delete(self, record_ids: Sequence[RecordId]) -> int:
         now = time.time()
         count = 0
         for rid in record_ids:
-            record = self._records.pop(rid, None)
+            record = self._pop(rid)
             if record is not None and (record.expires_at is None or record.expires_at > now):
                 count += 1
         return count
@@ -109,11 +144,14 @@ class MemoryStore(Store):
     def _delete_where(self, keep: Any) -> int:
         doomed = [rid for rid in self._records if not keep(rid)]
         for rid in doomed:
-            del self._records[rid]
+            self._pop(rid)
         return len(doomed)
 
     async def delete_thread(self, tenant: str, thread: str) -> int:
-        return self._delete_where(lambda rid: (rid.tenant, rid.thread) != (tenant, thread))
+        doomed = list(self._threads.get((tenant, thread), {}))
+        for rid in doomed:
+            self._pop(rid)
+        return len(doomed)
 
     async def delete_tenant(self, tenant: str) -> int:
         return self._delete_where(lambda rid: rid.tenant != tenant)
@@ -123,12 +161,12 @@ class MemoryStore(Store):
     ) -> list[tuple[str, str]]:
         now = time.time()
         pairs = {
-            (r.id.tenant, r.id.thread)
-            for r in self._records.values()
-            if (tenant is None or r.id.tenant == tenant)
-            and r.id.thread
-            and (after is None or r.id.thread > after)
-            and (r.expires_at is None or r.expires_at > now)
+            pair
+            for pair, members in self._threads.items()
+            if (tenant is None or pair[0] == tenant)
+            and pair[1]
+            and (after is None or pair[1] > after)
+            and any(r.expires_at is None or r.expires_at > now for r in members.values())
         }
         return sorted(pairs, key=lambda p: (p[1], p[0]))[:limit]
 
@@ -144,7 +182,7 @@ class MemoryStore(Store):
             if r.expires_at is not None and r.expires_at <= moment
         ][:limit]
         for rid in doomed:
-            del self._records[rid]
+            self._pop(rid)
         return len(doomed)
 
     async def ping(self) -> None:

@@ -310,6 +310,29 @@ class PostgresStore(Store):
         row = await self._run("get", lambda c: c.fetchrow(self._sql.get, *params), write=False)
         return None if row is None else _record(row)
 
+    async def get_many(self, record_ids: Sequence[RecordId]) -> list[Record | None]:
+        """Every record in one statement (the identities travel as arrays)."""
+        if not record_ids:
+            return []
+        first = record_ids[0]
+        prefix = (first.tenant, first.thread, first.namespace, first.kind)
+        if all((r.tenant, r.thread, r.namespace, r.kind) == prefix for r in record_ids):
+            params: tuple[Any, ...] = (*prefix, [r.key for r in record_ids], time.time())
+            rows = await self._run(
+                "get_many", lambda c: c.fetch(self._sql.get_keys, *params), write=False
+            )
+            by_key = {row[4]: _record(row) for row in rows}
+            return [by_key.get(r.key) for r in record_ids]
+        keys = [_key(rid) for rid in record_ids]
+        params = (*([k[i] for k in keys] for i in range(5)), time.time())
+        rows = await self._run(
+            "get_many", lambda c: c.fetch(self._sql.get_many, *params), write=False
+        )
+        out: list[Record | None] = [None] * len(record_ids)
+        for row in rows:
+            out[int(row[0]) - 1] = _record(row[1:])
+        return out
+
     async def put(self, record: Record, *, expected_version: int | None = None) -> int:
         params: tuple[Any, ...] = _row(record, time.time())
         if expected_version is None:

@@ -7,10 +7,11 @@ Layout (``P`` is the key prefix, ``T`` = ``P{<tenant>,<thread>}`` the thread's k
   its indexes are sorted sets next to it (see `checkpointers.stores._redis_lua`), and
   every multi-key update is one Lua script on that slot.
 * ``P{<tenant>}:threads`` (lex set of the tenant's threads) and ``P:tenants`` (lex set
-  of tenants) serve the cross-thread operations. They live in other slots, so they are
-  updated in a separate step, sent in the same pipeline just before the thread's script:
+  of tenants) serve the cross-thread operations. On one server the WRITE script lists
+  the thread itself, in the same atomic step as the write. On a cluster they live in
+  other slots, so they are updated in a separate step, sent with the thread's script:
   a failure between the two leaves a thread listed without records (pruned later),
-  never records that no listing reaches.
+  never records that no listing reaches once the write is retried.
 
 Tenant and thread are escaped (``%``, ``{``, ``}`` and ``,`` become ``%XX``) so user ids
 can neither inject a hash tag nor collide. No ``KEYS`` and no ``SCAN`` on any path but
@@ -111,8 +112,11 @@ def _text(raw: bytes | str) -> str:
     return raw if isinstance(raw, str) else raw.decode()
 
 
-def _record(tenant: str, thread: str, row: Sequence[bytes]) -> Record:
-    ns, kind, key, body, sort, group, status, tokens, exp, lease, version, updated = row
+def _record(tenant: str, thread: str, row: bytes) -> Record:
+    """A record from a script's reply: 11 NUL-joined routing fields, then the body."""
+    ns, kind, key, sort, group, status, tokens, exp, lease, version, updated, body = row.split(
+        b"\0", 11
+    )
     return Record(
         id=RecordId(tenant, thread, _text(ns), _text(kind), _text(key)),
         body=bytes(body),
@@ -149,7 +153,12 @@ def _unavailable(exc: BaseException, what: str, *, write: bool) -> StoreUnavaila
     )
 
 
-Call = tuple[str, str, list[Any]]
+#: One script call: its name, its key (the thread's key base) or keys, its arguments.
+Call = tuple[str, str | tuple[str, ...], list[Any]]
+
+
+def _keys(keys: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (keys,) if isinstance(keys, str) else keys
 
 
 class RedisStore(Store):
@@ -287,34 +296,34 @@ class RedisStore(Store):
     async def _send(self, calls: Sequence[Call], atomic: bool) -> list[Any]:
         results: list[Any]
         if len(calls) == 1:
-            name, tag, args = calls[0]
-            return [await self._gated(self._shas[name], tag, args)]
+            name, keys, args = calls[0]
+            return [await self._gated(self._shas[name], _keys(keys), args)]
         if self._cluster:
             # Cluster pipelines refuse EVALSHA: send the calls at once, one per request.
             # A failure is retried whole by `_io` (every call is safe to repeat), so a
             # listing step that failed next to a write that succeeded is sent again.
-            sent = [self._gated(self._shas[n], tag, args) for n, tag, args in calls]
+            sent = [self._gated(self._shas[n], _keys(k), args) for n, k, args in calls]
             results = list(await asyncio.gather(*sent, return_exceptions=True))
         else:
             pipe = self._client.pipeline(transaction=atomic)
-            for name, tag, args in calls:
-                pipe.evalsha(self._shas[name], 1, tag, *args)
+            for name, keys, args in calls:
+                pipe.evalsha(self._shas[name], len(_keys(keys)), *_keys(keys), *args)
             results = await pipe.execute(raise_on_error=False)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
         return results
 
-    async def _gated(self, sha: str, tag: str, args: list[Any]) -> Any:
+    async def _gated(self, sha: str, keys: tuple[str, ...], args: list[Any]) -> Any:
         """EVALSHA on a cluster, waiting for a connection when `pool_size` are busy.
 
         RedisCluster raises instead of waiting when its per-node pool is exhausted; this
         semaphore is that pool's wait queue, not a lock around the I/O.
         """
         if self._gate is None:
-            return await self._client.evalsha(sha, 1, tag, *args)
+            return await self._client.evalsha(sha, len(keys), *keys, *args)
         async with self._gate:
-            return await self._client.evalsha(sha, 1, tag, *args)
+            return await self._client.evalsha(sha, len(keys), *keys, *args)
 
     async def _eval(
         self, what: str, calls: Sequence[Call], *, write: bool = False, atomic: bool = False
@@ -335,6 +344,21 @@ class RedisStore(Store):
             return out
 
         return await self._io(what, run, write=write)
+
+    def _writes(
+        self, tenant: str, thread: str, expires: float | None, args: list[Any]
+    ) -> list[Call]:
+        """The calls writing one thread's records (WRITE `args`) and listing the thread.
+
+        On one server the listing rides in the WRITE script itself (one script, one
+        atomic step); a cluster keeps the listing sets in other slots, so it gets the
+        two TOUCH calls first.
+        """
+        tag = self._tag(tenant, thread)
+        if self._cluster:
+            return [*self._touches(tenant, thread, expires), ("write", tag, args)]
+        keys = (tag, self._tenants_key, self._threads_key(tenant))
+        return [("write", keys, [*args, tenant, thread, _num(expires)])]
 
     def _touches(self, tenant: str, thread: str, expires: float | None) -> list[Call]:
         exp = _num(expires)
@@ -378,14 +402,43 @@ class RedisStore(Store):
             await self._eval("refresh", touches)
         return record
 
+    async def get_many(self, record_ids: Sequence[RecordId]) -> list[Record | None]:
+        """One GET script per thread (its slot), all sent in one pipeline."""
+        if not record_ids:
+            return []
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for position, rid in enumerate(record_ids):
+            groups[(rid.tenant, rid.thread)].append(position)
+        now = _num(time.time())
+        refresh = "1" if self._refresh else ""
+        calls: list[Call] = []
+        for (tenant, thread), positions in groups.items():
+            args: list[Any] = [now, "1", refresh, len(positions)]
+            for position in positions:
+                rid = record_ids[position]
+                args += [rid.namespace, rid.kind, rid.key]
+            calls.append(("get", self._tag(tenant, thread), args))
+        results = await self._eval("get_many", calls, write=self._refresh)
+        out: list[Record | None] = [None] * len(record_ids)
+        touches: list[Call] = []
+        for ((tenant, thread), positions), rows in zip(groups.items(), results, strict=True):
+            for position, row in zip(positions, rows, strict=True):
+                if row:
+                    out[position] = _record(tenant, thread, row)
+            expiries = [
+                r.expires_at for p in positions if (r := out[p]) is not None and r.expires_at
+            ]
+            if self._refresh and expiries:
+                touches += self._touches(tenant, thread, max(expiries))
+        if touches:
+            await self._eval("refresh", touches)
+        return out
+
     async def put(self, record: Record, *, expected_version: int | None = None) -> int:
         rid = record.id
         mode, expected = ("put", "") if expected_version is None else ("cas", expected_version)
         args = [_num(time.time()), mode, expected, 1, _op(), *_fields(record)]
-        calls = [
-            *self._touches(rid.tenant, rid.thread, record.expires_at),
-            ("write", self._tag(rid.tenant, rid.thread), args),
-        ]
+        calls = self._writes(rid.tenant, rid.thread, record.expires_at, args)
         ok, version = (await self._eval("put", calls, write=True))[-1]
         if not ok:
             raise ConflictError(
@@ -406,15 +459,14 @@ class RedisStore(Store):
         groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
         for record in records:
             groups[(record.id.tenant, record.id.thread)].append(record)
-        touches: list[Call] = []
-        writes: list[Call] = []
+        calls: list[Call] = []
         for (tenant, thread), group in groups.items():
-            touches += self._touches(tenant, thread, _latest([r.expires_at for r in group]))
             args: list[Any] = [now, mode, "", len(group), op]
             for record in group:
                 args += _fields(record, exact=mode == "copy")
-            writes.append(("write", self._tag(tenant, thread), args))
-        await self._eval(what, touches + writes, write=True, atomic=True)
+            expires = _latest([r.expires_at for r in group])
+            calls += self._writes(tenant, thread, expires, args)
+        await self._eval(what, calls, write=True, atomic=True)
 
     def _find_args(self, query: Query) -> list[Any]:
         limit = -1 if query.limit is None else query.limit

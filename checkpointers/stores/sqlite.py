@@ -168,6 +168,18 @@ class SqliteStore(Store):
         row = await self._read(lambda c: c.execute(sql.GET, (*_key(record_id), now)).fetchone())
         return None if row is None else _record(row)
 
+    async def get_many(self, record_ids: Sequence[RecordId]) -> list[Record | None]:
+        """Every record in one call on the reader thread (one short read each)."""
+        if not record_ids:
+            return []
+        now = time.time()
+
+        def read(conn: sqlite3.Connection) -> list[Row | None]:
+            return [conn.execute(sql.GET, (*_key(rid), now)).fetchone() for rid in record_ids]
+
+        rows = await self._read(read)
+        return [None if row is None else _record(row) for row in rows]
+
     async def put(self, record: Record, *, expected_version: int | None = None) -> int:
         def write(conn: sqlite3.Connection) -> int:
             now = time.time()

@@ -73,6 +73,40 @@ class StoreContract:
         got = await store.get(rid)
         assert got is not None and (got.body, got.version) == (b"two", 2)
 
+    async def test_get_many_keeps_order_and_answers_none_for_missing(self, store: Store) -> None:
+        """get_many answers each identity in order, across threads and tenants, None if absent."""
+        ids = [_rid("t1", "a"), _rid("t2", "b"), _rid("t1", "c", namespace="sub"),
+               _rid("t1", "d", tenant="globex"), _rid("t1", "e", kind="other")]  # fmt: skip
+        await store.put_many([_record(rid, rid.key.encode(), sort=rid.key) for rid in ids])
+        asked = [ids[3], _rid("t1", "absent"), ids[0], ids[4], _rid("t9", "a"), ids[2], ids[1]]
+        got = await store.get_many(asked)
+        assert len(got) == len(asked)
+        for rid, record in zip(asked, got, strict=True):
+            if rid.key in ("absent",) or rid.thread == "t9":
+                assert record is None
+            else:
+                assert record is not None
+                assert (record.id, record.body, record.sort, record.version) == (
+                    rid, rid.key.encode(), rid.key, 1)  # fmt: skip
+        assert await store.get_many([]) == []
+
+    async def test_get_many_answers_duplicates_and_hides_expired(self, store: Store) -> None:
+        """A repeated identity gets an answer per occurrence; an expired record reads None."""
+        now = time.time()
+        await store.put_many([
+            _record(_rid(key="live"), b"live", expires_at=now + 3600),
+            _record(_rid(key="old"), b"old", expires_at=now - 1),
+            _record(_rid(key="forever"), b"forever"),
+        ])  # fmt: skip
+        asked = [_rid(key="live"), _rid(key="old"), _rid(key="live"), _rid(key="forever"),
+                 _rid(key="old")]  # fmt: skip
+        got = await store.get_many(asked)
+        assert [None if r is None else r.body for r in got] == [
+            b"live", None, b"live", b"forever", None]  # fmt: skip
+        single = [await store.get(rid) for rid in asked]
+        assert [None if r is None else (r.id, r.version) for r in got] == [
+            None if r is None else (r.id, r.version) for r in single]  # fmt: skip
+
     # -- compare-and-set ----------------------------------------------------------------
 
     async def test_insert_if_absent_conflicts_when_present(self, store: Store) -> None:
@@ -385,6 +419,24 @@ class StoreContract:
         await store.put(replace(raw, body=secret))
         with pytest.raises(IntegrityError):
             await enc.get(rid)
+
+    async def test_encrypted_get_many_decrypts_and_fails_closed(self, store: Store) -> None:
+        """EncryptedStore.get_many decrypts in order and raises on a tampered record."""
+        enc = EncryptedStore(store, deterministic_key_ring(), tenant="acme")
+        ids = [enc.record_id("t1", "", "doc", f"k{i}") for i in range(3)]
+        for i, rid in enumerate(ids):
+            await enc.put(rid, f"secret-{i}".encode())
+        absent = enc.record_id("t1", "", "doc", "absent")
+        got = await enc.get_many([ids[2], absent, ids[0], ids[2]])
+        assert [None if e is None else e.data for e in got] == [
+            b"secret-2", None, b"secret-0", b"secret-2"]  # fmt: skip
+        raw = await store.get(ids[1])
+        assert raw is not None
+        flipped = bytearray(raw.body)
+        flipped[-1] ^= 0x01
+        await store.put(replace(raw, body=bytes(flipped)))
+        with pytest.raises(IntegrityError):
+            await enc.get_many([ids[0], ids[1]])
 
     async def test_encrypted_record_under_unknown_key_is_refused(self, store: Store) -> None:
         """A record written under a key the reader lacks raises KeyUnavailableError."""

@@ -19,7 +19,9 @@ from checkov.common.util.data_structures_utils import find_in_dict
 class _Require(BaseResourceValueCheck):
     """One property of one resource type must hold one of the expected values."""
 
-    def __init__(self, check_id: str, name: str, resource: str, key: str, expected: list[Any]) -> None:
+    def __init__(
+        self, check_id: str, name: str, resource: str, key: str, expected: list[Any]
+    ) -> None:
         self._key = key
         self._expected = expected
         super().__init__(
@@ -57,7 +59,9 @@ class _KeyIsWrapOnlyAndRotates(BaseResourceValueCheck):
             return CheckResult.FAILED
         if not isinstance(actions, list):
             return CheckResult.FAILED
-        kinds = {str(find_in_dict(a, "action/type")).lower() for a in actions if isinstance(a, dict)}
+        kinds = {
+            str(find_in_dict(a, "action/type")).lower() for a in actions if isinstance(a, dict)
+        }
         return CheckResult.PASSED if "rotate" in kinds else CheckResult.FAILED
 
     def get_inspected_key(self) -> str:
@@ -68,31 +72,90 @@ class _KeyIsWrapOnlyAndRotates(BaseResourceValueCheck):
 
 
 _RULES = [
-    ("CKV_CKPT_1", "Key Vault uses Azure RBAC, not access policies",
-     "Microsoft.KeyVault/vaults", "properties/enableRbacAuthorization", [True]),
-    ("CKV_CKPT_2", "Storage account refuses shared-key (account key and SAS) authorization",
-     "Microsoft.Storage/storageAccounts", "properties/allowSharedKeyAccess", [False]),
-    ("CKV_CKPT_3", "Storage account forbids anonymous public blob access",
-     "Microsoft.Storage/storageAccounts", "properties/allowBlobPublicAccess", [False]),
-    ("CKV_CKPT_4", "Blob versioning is on",
-     "Microsoft.Storage/storageAccounts/blobServices", "properties/isVersioningEnabled", [True]),
-    ("CKV_CKPT_5", "Blob soft delete is on",
-     "Microsoft.Storage/storageAccounts/blobServices", "properties/deleteRetentionPolicy/enabled", [True]),
-    ("CKV_CKPT_6", "Archive container has version-level immutability (WORM) enabled",
-     "Microsoft.Storage/storageAccounts/blobServices/containers",
-     "properties/immutableStorageWithVersioning/enabled", [True]),
-    ("CKV_CKPT_7", "Redis non-TLS port is off",
-     "Microsoft.Cache/redis", "properties/enableNonSslPort", [False]),
-    ("CKV_CKPT_8", "Redis requires TLS 1.2",
-     "Microsoft.Cache/redis", "properties/minimumTlsVersion", ["1.2"]),
-    ("CKV_CKPT_9", "Redis access keys are disabled (Entra ID only)",
-     "Microsoft.Cache/redis", "properties/disableAccessKeyAuthentication", [True]),
-    ("CKV_CKPT_10", "PostgreSQL password authentication is off",
-     "Microsoft.DBforPostgreSQL/flexibleServers", "properties/authConfig/passwordAuth", ["Disabled"]),
-    ("CKV_CKPT_11", "PostgreSQL Entra ID authentication is on",
-     "Microsoft.DBforPostgreSQL/flexibleServers", "properties/authConfig/activeDirectoryAuth", ["Enabled"]),
-    ("CKV_CKPT_13", "PostgreSQL public network access is disabled by default",
-     "Microsoft.DBforPostgreSQL/flexibleServers", "properties/network/publicNetworkAccess", ["Disabled"]),
+    (
+        "CKV_CKPT_1",
+        "Key Vault uses Azure RBAC, not access policies",
+        "Microsoft.KeyVault/vaults",
+        "properties/enableRbacAuthorization",
+        [True],
+    ),
+    (
+        "CKV_CKPT_2",
+        "Storage account refuses shared-key (account key and SAS) authorization",
+        "Microsoft.Storage/storageAccounts",
+        "properties/allowSharedKeyAccess",
+        [False],
+    ),
+    (
+        "CKV_CKPT_3",
+        "Storage account forbids anonymous public blob access",
+        "Microsoft.Storage/storageAccounts",
+        "properties/allowBlobPublicAccess",
+        [False],
+    ),
+    (
+        "CKV_CKPT_4",
+        "Blob versioning is on",
+        "Microsoft.Storage/storageAccounts/blobServices",
+        "properties/isVersioningEnabled",
+        [True],
+    ),
+    (
+        "CKV_CKPT_5",
+        "Blob soft delete is on",
+        "Microsoft.Storage/storageAccounts/blobServices",
+        "properties/deleteRetentionPolicy/enabled",
+        [True],
+    ),
+    (
+        "CKV_CKPT_6",
+        "Archive container has version-level immutability (WORM) enabled",
+        "Microsoft.Storage/storageAccounts/blobServices/containers",
+        "properties/immutableStorageWithVersioning/enabled",
+        [True],
+    ),
+    (
+        "CKV_CKPT_7",
+        "Redis non-TLS port is off",
+        "Microsoft.Cache/redis",
+        "properties/enableNonSslPort",
+        [False],
+    ),
+    (
+        "CKV_CKPT_8",
+        "Redis requires TLS 1.2",
+        "Microsoft.Cache/redis",
+        "properties/minimumTlsVersion",
+        ["1.2"],
+    ),
+    (
+        "CKV_CKPT_9",
+        "Redis access keys are disabled (Entra ID only)",
+        "Microsoft.Cache/redis",
+        "properties/disableAccessKeyAuthentication",
+        [True],
+    ),
+    (
+        "CKV_CKPT_10",
+        "PostgreSQL password authentication is off",
+        "Microsoft.DBforPostgreSQL/flexibleServers",
+        "properties/authConfig/passwordAuth",
+        ["Disabled"],
+    ),
+    (
+        "CKV_CKPT_11",
+        "PostgreSQL Entra ID authentication is on",
+        "Microsoft.DBforPostgreSQL/flexibleServers",
+        "properties/authConfig/activeDirectoryAuth",
+        ["Enabled"],
+    ),
+    (
+        "CKV_CKPT_13",
+        "PostgreSQL public network access is disabled by default",
+        "Microsoft.DBforPostgreSQL/flexibleServers",
+        "properties/network/publicNetworkAccess",
+        ["Disabled"],
+    ),
 ]
 
 checks = [_Require(*rule) for rule in _RULES] + [_KeyIsWrapOnlyAndRotates()]

@@ -16,11 +16,14 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
+from adapters import _langgraph_core
 from adapters._langgraph_core import MAX_TAIL_CHAIN
 from adapters.langgraph import CheckpointSaver
 from checkpointers import (
     EncryptedStore,
     MemoryStore,
+    Record,
+    RecordId,
     RecordTooLargeError,
     SerializationError,
 )
@@ -127,6 +130,112 @@ async def test_list_changed_in_place_is_stored_in_full(store: EncryptedStore) ->
             assert got is not None and got.checkpoint["channel_values"]["ch"] == value
         _, full = await blob_bytes(store, config["configurable"]["thread_id"])
         assert full == 2
+
+
+class CountingStore(MemoryStore):
+    """A memory store that records the blob identities each read asks for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[list[RecordId]] = []
+
+    async def get(self, record_id: RecordId) -> Record | None:
+        self.reads.append([record_id])
+        return await super().get(record_id)
+
+    async def get_many(self, record_ids: Sequence[RecordId]) -> list[Record | None]:
+        self.reads.append(list(record_ids))
+        return await super().get_many(record_ids)
+
+    def blob_reads(self) -> list[list[str]]:
+        return [[r.key for r in batch if r.kind == "blob"] for batch in self.reads]
+
+
+async def _chat(saver: CheckpointSaver, thread: str, turns: int, start: int = 0) -> list[str]:
+    graph = chat_graph().compile(checkpointer=saver)
+    result: dict[str, Any] = {}
+    for turn in range(start, start + turns):
+        result = await graph.ainvoke({"messages": [f"m{turn}"]}, thread_config(thread))
+    return list(result["messages"])
+
+
+async def test_live_conversation_reads_each_value_in_one_call() -> None:
+    """get_tuple of a live conversation reads every channel value in one get_many, never
+    walking the appended chain again."""
+    raw = CountingStore()
+    async with (
+        EncryptedStore(raw, deterministic_key_ring()) as enc,
+        CheckpointSaver(enc) as saver,
+    ):
+        expected = await _chat(saver, "t", 20)
+        raw.reads.clear()
+        got = await saver.aget_tuple(thread_config("t"))
+        assert got is not None and got.checkpoint["channel_values"]["messages"] == expected
+        (batch,) = [batch for batch in raw.blob_reads() if batch]
+        assert _blob_key(got, "messages") in batch
+
+
+def _blob_key(item: Any, channel: str) -> str:
+    version = item.checkpoint["channel_versions"][channel]
+    return f'["{channel}","{version}"]'
+
+
+async def test_cache_follows_writes_of_another_process() -> None:
+    """A saver whose cached value is older reads only the newer tails; a fresh saver and
+    the stale one agree with what was stored."""
+    raw = CountingStore()
+    async with EncryptedStore(raw, deterministic_key_ring()) as enc:
+        async with CheckpointSaver(enc) as first, CheckpointSaver(enc) as second:
+            await _chat(first, "t", 5)
+            expected = await _chat(second, "t", 3, start=5)  # first's cache is now stale
+            raw.reads.clear()
+            got = await first.aget_tuple(thread_config("t"))
+            assert got is not None and got.checkpoint["channel_values"]["messages"] == expected
+            levels = [batch for batch in raw.blob_reads() if batch]
+            assert 1 < len(levels) <= 7  # the tails `second` wrote, not the whole chain
+            # `first` goes on from there, appending to what `second` stored.
+            expected = await _chat(first, "t", 2, start=8)
+        async with CheckpointSaver(enc) as cold:
+            got = await cold.aget_tuple(thread_config("t"))
+            assert got is not None and got.checkpoint["channel_values"]["messages"] == expected
+
+
+async def test_returned_values_are_fresh_objects(store: EncryptedStore) -> None:
+    """Changing a list get_tuple returned never changes what the next read returns."""
+    async with CheckpointSaver(store) as saver:
+        expected = await _chat(saver, "t", 4)
+        got = await saver.aget_tuple(thread_config("t"))
+        assert got is not None
+        got.checkpoint["channel_values"]["messages"].append("intruder")
+        got.checkpoint["channel_values"]["messages"][0] = "changed"
+        again = await saver.aget_tuple(thread_config("t"))
+        assert again is not None and again.checkpoint["channel_values"]["messages"] == expected
+
+
+async def test_list_cache_is_bounded_by_bytes(
+    store: EncryptedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache of list values evicts the least recently used past its byte budget."""
+    monkeypatch.setattr(_langgraph_core, "TAIL_CACHE_BYTES", 300)
+    async with CheckpointSaver(store) as saver:
+        for thread in range(12):
+            await _chat(saver, f"t{thread}", 3)
+        cache = saver._list_cache
+        assert saver._list_cache_bytes == sum(state.size for state in cache.values())
+        assert 0 < saver._list_cache_bytes <= 300
+        assert ("t11", "", "messages") in cache and ("t0", "", "messages") not in cache
+        got = await saver.aget_tuple(thread_config("t0"))  # evicted: read from the store
+        assert got is not None and len(got.checkpoint["channel_values"]["messages"]) == 6
+
+
+async def test_deleted_thread_is_not_served_from_the_cache(store: EncryptedStore) -> None:
+    """After delete_thread, a thread of the same id starts empty."""
+    async with CheckpointSaver(store) as saver:
+        await _chat(saver, "t", 3)
+        await saver.adelete_thread("t")
+        assert saver._list_cache_bytes == 0 and not saver._list_cache
+        assert await saver.aget_tuple(thread_config("t")) is None
+        assert await _chat(saver, "t", 1) == ["m0", "ack 1"]
 
 
 # -- maintenance ----------------------------------------------------------------------

@@ -330,6 +330,37 @@ async def test_record_run_compare_and_set_lets_one_worker_run(
     assert reads >= 3  # the loser's write conflicted and it read again
 
 
+async def test_record_run_starts_from_the_snapshot_it_holds(
+    encrypted: EncryptedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot this object saved starts without being read back; if another worker
+    changed it meanwhile, compare-and-set catches the stale copy."""
+    reads = 0
+    original_get = encrypted.get
+
+    async def counting_get(record_id: Any) -> Entry | None:
+        nonlocal reads
+        reads += 1
+        return await original_get(record_id)
+
+    monkeypatch.setattr(encrypted, "get", counting_get)
+    mine, other = persistence_for(encrypted), persistence_for(encrypted)
+    first, second = Add(1), Add(2)
+    await mine.snapshot_node(Counter(), first)
+    await mine.snapshot_node(Counter(), second)
+    async with mine.record_run(first.get_snapshot_id()):
+        pass
+    assert reads == 0
+    async with other.record_run(second.get_snapshot_id()):
+        pass
+    with pytest.raises(GraphNodeStatusError) as caught:
+        async with mine.record_run(second.get_snapshot_id()):
+            pass
+    assert caught.value.actual_status == "success"
+    statuses = [s.status for s in await mine.load_all() if isinstance(s, NodeSnapshot)]
+    assert statuses == ["success", "success"]
+
+
 async def test_lease_is_renewed_while_the_node_runs(
     encrypted: EncryptedStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -250,3 +250,17 @@ def test_ring_configuration_errors() -> None:
         KeyRing([LocalKey(b"a" * 32), LocalKey(b"a" * 32)])
     with pytest.raises(ConfigurationError):
         KeyRing([LocalKey(b"a" * 32)], current="local:nope")
+
+
+async def test_mid_sized_bodies_are_compressed() -> None:
+    """Bodies above 256 bytes that compress (a checkpoint, a short message) are stored
+    compressed; shorter ones are stored raw."""
+    ring = deterministic_key_ring()
+    mid = b'{"channel_versions":{"messages":"00000000000000000000000000000007.0.1"}}' * 5
+    short = b"x" * 200
+    mid_blob, short_blob = await ring.encrypt(mid, AAD), await ring.encrypt(short, AAD)
+    assert 256 < len(mid) < 1024
+    assert Envelope.parse(mid_blob, record="r").flags == FLAG_ZSTD
+    assert len(mid_blob) < len(mid)
+    assert Envelope.parse(short_blob, record="r").flags == 0
+    assert await ring.decrypt(mid_blob, AAD) == mid

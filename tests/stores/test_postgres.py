@@ -125,6 +125,58 @@ async def test_setup_is_idempotent(
     assert got is not None and got.body == b"kept"
 
 
+async def test_database_at_version_2_upgrades_to_3(
+    postgres_dsn: str, schema: str, stores: list[PostgresStore], admin: Any
+) -> None:
+    """A schema made by migrations 1-2, with records in it, moves to the lean indexes of
+    migration 3, and token and group queries still find the same records through them."""
+    stmts = sql.statements(schema)
+    await admin.execute(stmts.create_schema)
+    await admin.execute(stmts.create_migrations)
+    for version, name, statements in stmts.migrations[:2]:
+        for statement in statements:
+            await admin.execute(statement)
+        await admin.execute(stmts.record_migration, version, name)
+    token = "ab" * 16
+    columns = "tenant, thread, namespace, kind, key, sort, grp, status, tokens, version, updated_at"
+    await admin.execute(
+        f'INSERT INTO "{schema}".checkpointers_records ({columns}, body) VALUES'
+        " ('acme', 't1', '', 'checkpoint', 'c1', 'c1', '', '', ARRAY[$1], 1, 0, 'x'),"
+        " ('acme', 't1', '', 'write', 'w1', 'c1', 'c1', '', '{}', 1, 0, 'y'),"
+        " ('acme', 't1', '', 'blob', 'b1', '', '', '', '{}', 1, 0, 'z')",
+        token,
+    )
+    store = _open(stores, postgres_dsn, schema)
+    await store.setup()
+    rows = await admin.fetch(f'SELECT version FROM "{schema}".checkpointers_migrations')
+    assert sorted(r[0] for r in rows) == [1, 2, 3]
+    indexes = {
+        r[0]
+        for r in await admin.fetch("SELECT indexname FROM pg_indexes WHERE schemaname = $1", schema)
+    }
+    assert {"checkpointers_records_with_tokens", "checkpointers_records_with_group"} <= indexes
+    assert not indexes & {"checkpointers_records_by_tokens", "checkpointers_records_by_group"}
+    assert "checkpointers_records_by_kind" in indexes
+    by_token = await store.find(Query(tenant="acme", kind="checkpoint", tokens=(token,)))
+    assert [r.id.key for r in by_token] == ["c1"]
+    by_group = await store.find(Query(tenant="acme", thread="t1", kind="write", group="c1"))
+    assert [r.id.key for r in by_group] == ["w1"]
+    no_group = await store.find(Query(tenant="acme", thread="t1", group=""))
+    assert sorted(r.id.key for r in no_group) == ["b1", "c1"]
+    # Queries on tokens or a group can use the partial indexes (the planner proves their
+    # predicates from what `find` adds).
+    for query, index in (
+        (Query(tenant=None, tokens=(token,)), "with_tokens"),
+        (Query(tenant="acme", thread="t1", namespace="", kind="write", group="c1"), "with_group"),
+    ):
+        text, params = sql.compose_find(stmts, query, time.time())
+        async with admin.transaction():
+            await admin.execute("SET LOCAL enable_seqscan = off")
+            plan = "\n".join(r[0] for r in await admin.fetch(f"EXPLAIN {text}", *params))
+        assert f"checkpointers_records_{index}" in plan
+    await store.setup()  # idempotent on version 3
+
+
 # -- pool ownership and configuration ---------------------------------------------------
 
 
