@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-__all__ = ["Claim", "Query", "Record", "RecordId"]
+from checkpointers.errors import IntegrityError
+
+__all__ = ["Claim", "Query", "Record", "RecordId", "malformed_row"]
 
 _TOKEN = re.compile(r"^[0-9a-f]{16,64}$")
 _MAX_FIELD = 1024
@@ -23,6 +26,27 @@ def _check_field(name: str, value: str) -> None:
         raise TypeError(f"record field {name} must be str, not {type(value).__name__}")
     if len(value) > _MAX_FIELD or "\x00" in value:
         raise ValueError(f"record field {name} is longer than {_MAX_FIELD} or holds NUL")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return _is_int(value) or isinstance(value, float)
+
+
+@contextmanager
+def malformed_row(store: str) -> Iterator[None]:
+    """Turn a stored row whose routing fields do not decode into `IntegrityError`.
+
+    A row that cannot be read back as a `Record` was altered outside this package: it is
+    refused like a tampered body, never passed on half-decoded.
+    """
+    try:
+        yield
+    except (TypeError, ValueError, OverflowError, UnicodeDecodeError, AttributeError):
+        raise IntegrityError(f"{store}: a stored row is malformed (tampered?)") from None
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -88,11 +112,19 @@ class Record:
     updated_at: float = 0.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.body, bytes):
+            raise TypeError("record body must be bytes")
         for name in ("sort", "group", "status"):
             _check_field(name, getattr(self, name))
         for token in self.tokens:
-            if not _TOKEN.match(token):
+            if not isinstance(token, str) or not _TOKEN.match(token):
                 raise ValueError("blind-index tokens must be 16 to 64 lowercase hex digits")
+        if not _is_int(self.version) or self.version < 0:
+            raise TypeError("record version must be an int >= 0")
+        for name in ("expires_at", "lease_until", "updated_at"):
+            value = getattr(self, name)
+            if not (value is None and name != "updated_at") and not _is_number(value):
+                raise TypeError(f"record field {name} must be a number")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 import asyncpg
 
 from checkpointers.errors import ConfigurationError, ConflictError, StoreUnavailableError
-from checkpointers.record import Claim, Query, Record, RecordId
+from checkpointers.record import Claim, Query, Record, RecordId, malformed_row
 from checkpointers.stores import _postgres_sql as sql
 from checkpointers.stores.base import Store
 from checkpointers.urls import (
@@ -86,18 +86,19 @@ async def _no_session_reset(connection: Any) -> None:
 def _record(row: Any) -> Record:
     (tenant, thread, namespace, kind, key, sort, grp, status, tokens,
      expires_at, lease_until, version, updated_at, body) = row  # fmt: skip
-    return Record(
-        id=RecordId(tenant, thread, namespace, kind, key),
-        body=bytes(body),
-        sort=sort,
-        group=grp,
-        status=status,
-        tokens=frozenset(tokens),
-        expires_at=expires_at,
-        lease_until=lease_until,
-        version=int(version),
-        updated_at=float(updated_at),
-    )
+    with malformed_row("postgres"):
+        return Record(
+            id=RecordId(tenant, thread, namespace, kind, key),
+            body=bytes(body),
+            sort=sort,
+            group=grp,
+            status=status,
+            tokens=frozenset(tokens),
+            expires_at=expires_at,
+            lease_until=lease_until,
+            version=int(version),
+            updated_at=float(updated_at),
+        )
 
 
 def _key(rid: RecordId) -> tuple[str, str, str, str, str]:

@@ -55,7 +55,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from checkpointers.errors import ConfigurationError, ConflictError, StoreUnavailableError
-from checkpointers.record import Claim, Query, Record, RecordId
+from checkpointers.record import Claim, Query, Record, RecordId, malformed_row
 from checkpointers.stores._redis_lua import SCRIPTS
 from checkpointers.stores.base import Store
 from checkpointers.urls import parse_bool, parse_positive_int, parse_seconds
@@ -114,21 +114,22 @@ def _text(raw: bytes | str) -> str:
 
 def _record(tenant: str, thread: str, row: bytes) -> Record:
     """A record from a script's reply: 11 NUL-joined routing fields, then the body."""
-    ns, kind, key, sort, group, status, tokens, exp, lease, version, updated, body = row.split(
-        b"\0", 11
-    )
-    return Record(
-        id=RecordId(tenant, thread, _text(ns), _text(kind), _text(key)),
-        body=bytes(body),
-        sort=_text(sort),
-        group=_text(group),
-        status=_text(status),
-        tokens=frozenset(_text(tokens).split()),
-        expires_at=float(exp) if exp else None,
-        lease_until=float(lease) if lease else None,
-        version=int(version),
-        updated_at=float(updated),
-    )
+    with malformed_row("redis"):
+        ns, kind, key, sort, group, status, tokens, exp, lease, version, updated, body = row.split(
+            b"\0", 11
+        )
+        return Record(
+            id=RecordId(tenant, thread, _text(ns), _text(kind), _text(key)),
+            body=bytes(body),
+            sort=_text(sort),
+            group=_text(group),
+            status=_text(status),
+            tokens=frozenset(_text(tokens).split()),
+            expires_at=float(exp) if exp else None,
+            lease_until=float(lease) if lease else None,
+            version=int(version),
+            updated_at=float(updated),
+        )
 
 
 def _fields(record: Record, *, exact: bool = False) -> list[str | bytes]:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from checkpointers.errors import ConfigurationError, ConflictError, StoreUnavailableError
-from checkpointers.record import Claim, Query, Record, RecordId
+from checkpointers.record import Claim, Query, Record, RecordId, malformed_row
 from checkpointers.stores import _sqlite_sql as sql
 from checkpointers.stores.base import Store
 from checkpointers.urls import parse_seconds
@@ -32,18 +32,19 @@ Row = tuple[Any, ...]
 def _record(row: Row) -> Record:
     (tenant, thread, namespace, kind, key, sort, grp, status, tokens,
      expires_at, lease_until, version, updated_at, body) = row  # fmt: skip
-    return Record(
-        id=RecordId(tenant, thread, namespace, kind, key),
-        body=bytes(body),
-        sort=sort,
-        group=grp,
-        status=status,
-        tokens=frozenset(tokens.split()),
-        expires_at=expires_at,
-        lease_until=lease_until,
-        version=version,
-        updated_at=updated_at,
-    )
+    with malformed_row("sqlite"):
+        return Record(
+            id=RecordId(tenant, thread, namespace, kind, key),
+            body=body,
+            sort=sort,
+            group=grp,
+            status=status,
+            tokens=frozenset(tokens.split()),
+            expires_at=expires_at,
+            lease_until=lease_until,
+            version=version,
+            updated_at=updated_at,
+        )
 
 
 def _row(record: Record, now: float) -> tuple[Any, ...]:

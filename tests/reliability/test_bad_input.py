@@ -33,11 +33,6 @@ from tests.reliability._support import key_ring
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
-ROW_DECODING_BUG = (
-    "bug: stores decode tampered routing columns without checks: Record() raises ValueError "
-    "(tokens not hex, NUL in status) and bytes()/int()/float() raise TypeError/ValueError "
-    "instead of IntegrityError (sqlite.py/postgres.py/redis.py _record)"
-)
 PASSWORD = "Pw-s3cr3t-MARKER"
 
 
@@ -172,7 +167,6 @@ _COLUMN_VALUES = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason=ROW_DECODING_BUG)
 @FUZZ
 @given(column=st.sampled_from(sorted(_COLUMN_VALUES)), data=st.data())
 def test_sqlite_rows_tampered_in_any_column_fail_with_checkpointers_errors(
@@ -204,7 +198,6 @@ def test_sqlite_rows_tampered_in_any_column_fail_with_checkpointers_errors(
     asyncio.run(main())
 
 
-@pytest.mark.xfail(strict=True, reason=ROW_DECODING_BUG)
 @pytest.mark.parametrize("backend", ["sqlite", "postgres", "redis"])
 async def test_tampered_index_tokens_fail_with_integrity_error(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path

@@ -80,7 +80,9 @@ async def test_two_savers_writing_one_thread_lose_nothing_and_never_mix(
 
         for _ in range(10):
             cid = str(uuid.uuid4())
-            made = [_checkpoint(saver, cid, origin) for saver, origin in zip(savers, "AB", strict=False)]
+            made = [
+                _checkpoint(saver, cid, origin) for saver, origin in zip(savers, "AB", strict=False)
+            ]
             configs = await asyncio.gather(*(
                 saver.aput(base, checkpoint, {"source": origin}, versions)
                 for saver, (checkpoint, versions), origin in zip(savers, made, "AB", strict=False)
@@ -164,8 +166,15 @@ def test_workers_in_many_processes_claim_each_snapshot_once(
     ids = asyncio.run(seed())
     log = tmp_path / "claims.log"
     procs = [
-        spawn_job({"adapter": "claim", "urls": [postgres_database], "thread": run_id,
-                   "log": str(log), "result": str(tmp_path / f"claim-{n}.json")})
+        spawn_job(
+            {
+                "adapter": "claim",
+                "urls": [postgres_database],
+                "thread": run_id,
+                "log": str(log),
+                "result": str(tmp_path / f"claim-{n}.json"),
+            }
+        )
         for n in range(workers)
     ]
     assert [p.wait(timeout=120) for p in procs] == [0] * workers, log.read_text()

@@ -123,9 +123,7 @@ def _trials(server: ForkServer, adapter: str, urls: list[str], tmp: Path,
     ]  # fmt: skip
 
 
-def test_uncrashed_run_gives_the_reference_state(
-    fork_server: ForkServer, tmp_path: Path
-) -> None:
+def test_uncrashed_run_gives_the_reference_state(fork_server: ForkServer, tmp_path: Path) -> None:
     """A run that is never killed ends in the reference state, each node run once."""
     urls = [f"sqlite:///{tmp_path / 'ref.db'}"]
     for adapter in ADAPTERS:

@@ -199,8 +199,10 @@ async def _scan_postgres(dsn: str) -> tuple[int, list[str]]:
     conn = await asyncpg.connect(dsn)
     try:
         text = ""
-        for table in await conn.fetch("SELECT schemaname, tablename FROM pg_tables WHERE "
-                                      "schemaname NOT IN ('pg_catalog', 'information_schema')"):
+        for table in await conn.fetch(
+            "SELECT schemaname, tablename FROM pg_tables WHERE "
+            "schemaname NOT IN ('pg_catalog', 'information_schema')"
+        ):
             rows = await conn.fetch(f'SELECT * FROM "{table[0]}"."{table[1]}"')
             text += "".join(repr([v.hex() if isinstance(v, bytes) else v for v in r.values()])
                             for r in rows)  # fmt: skip

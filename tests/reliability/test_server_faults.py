@@ -100,9 +100,11 @@ async def test_redis_killed_and_restarted_under_tiered_langgraph_threads(
             saver = AckSaver(EncryptedStore(tiered, key_ring()))
             graph = builder.compile(checkpointer=saver)
             runs = [
-                asyncio.create_task(graph.ainvoke({"steps": []},
-                                    {"configurable": {"thread_id": f"r{i}"}},
-                                    durability="sync"))
+                asyncio.create_task(
+                    graph.ainvoke(
+                        {"steps": []}, {"configurable": {"thread_id": f"r{i}"}}, durability="sync"
+                    )
+                )
                 for i in range(THREADS)
             ]
             await apoll(lambda: arrived["down"] == THREADS, timeout=60, what="threads at s3")

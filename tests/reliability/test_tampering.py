@@ -29,6 +29,7 @@ KEYS = ("k0", "k1", "k2")
 OLD_KEY = LocalKey(b"\x01" * 32)
 CURRENT_KEY = LocalKey(b"\x02" * 32)
 
+
 def _ring() -> KeyRing:
     return KeyRing([OLD_KEY, CURRENT_KEY])
 
@@ -60,7 +61,9 @@ def _mutations(target: RecordId, bodies: dict[RecordId, bytes],
     """(name, replacement body) for one target record."""
     body = bodies[target]
     header = _header_length(body)
-    sibling = RecordId(target.tenant, target.thread, "", "doc", "k1" if target.key != "k1" else "k2")
+    sibling = RecordId(
+        target.tenant, target.thread, "", "doc", "k1" if target.key != "k1" else "k2"
+    )
     other_thread = RecordId(target.tenant, "t2" if target.thread == "t1" else "t1", "", "doc",
                             target.key)  # fmt: skip
     other_tenant = RecordId("globex" if target.tenant == "acme" else "acme", target.thread, "",
