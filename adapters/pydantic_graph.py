@@ -302,7 +302,7 @@ class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
         """Write a new snapshot record; False when one with its id exists."""
         data = self._dump(snapshot)
         try:
-            entry = await self.store.put_entry(
+            entry = await self.store.put(
                 self._rid(snapshot.id),
                 data,
                 expected_version=0,

@@ -275,41 +275,9 @@ class EncryptedStore:
         index: Mapping[str, Any] | None = None,
         expires: bool = True,
         lease_until: float | None = None,
-    ) -> int:
-        """Encrypt and write one record; returns the new row version.
-
-        Raises:
-            ConflictError: `expected_version` did not match (0: the record exists).
-            RecordTooLargeError, SerializationError, StoreUnavailableError.
-        """
-        entry = await self.put_entry(
-            record_id,
-            data,
-            expected_version=expected_version,
-            sort=sort,
-            group=group,
-            status=status,
-            index=index,
-            expires=expires,
-            lease_until=lease_until,
-        )
-        return entry.record.version
-
-    async def put_entry(
-        self,
-        record_id: RecordId,
-        data: bytes,
-        *,
-        expected_version: int | None = None,
-        sort: str = "",
-        group: str = "",
-        status: str = "",
-        index: Mapping[str, Any] | None = None,
-        expires: bool = True,
-        lease_until: float | None = None,
     ) -> Entry:
-        """As `put`, returning the written record (with its new row version) as an
-        `Entry`, ready for a later `update` without reading it back.
+        """Encrypt and write one record; returns it as written (with its new row version),
+        ready for a later `update` without reading it back.
 
         Raises:
             ConflictError: `expected_version` did not match (0: the record exists).

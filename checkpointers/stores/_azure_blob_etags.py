@@ -24,7 +24,7 @@ from checkpointers.stores._azure_blob_layout import (
     name_prefix,
 )
 
-__all__ = ["claim_oldest", "delete_expired", "delete_record", "write_record"]
+__all__ = ["claim_oldest", "delete_expired", "delete_record", "replicate_record", "write_record"]
 
 _MAX_ATTEMPTS = 50
 # After this many lost races the listing is stale: list again rather than keep trying.
@@ -69,6 +69,27 @@ async def write_record(
             continue
         return stored + 1
     raise ConflictError(f"{record.id.describe()}: gave up after {_MAX_ATTEMPTS} racing writes")
+
+
+async def replicate_record(blobs: BlobPrimitives, record: Record) -> None:
+    """Write a copy as given (version and update time kept) unless the stored blob has a
+    higher version: read its ETag and version, then write with ``If-Match`` (or
+    ``If-None-Match: *``), reading again after a lost race."""
+    name = blob_name(blobs.prefix, record.id)
+    for _ in range(_MAX_ATTEMPTS):
+        head = await blobs._head(name)
+        etag = None
+        if head is not None:
+            etag, metadata = head
+            entry = entry_from(blobs.prefix, name, etag, metadata)
+            if entry is not None and entry.record.version > record.version:
+                return
+        try:
+            await blobs._upload(name, record, record.version, record.updated_at, etag)
+        except Lost:
+            continue
+        return
+    raise ConflictError(f"{record.id.describe()}: gave up after {_MAX_ATTEMPTS} racing copies")
 
 
 async def delete_record(blobs: BlobPrimitives, rid: RecordId) -> int:

@@ -180,7 +180,8 @@ PUT_MANY: Final = (
     " expires_at, lease_until, body)" + _SET_FROM_EXCLUDED
 )
 PUT_MANY_IF_ABSENT: Final = PUT_MANY + _ONLY_IF_EXPIRED
-# Copies between tiers: the same arrays plus $13 versions and $14 update times, kept as is.
+# Copies between tiers: the same arrays plus $13 versions and $14 update times, kept as
+# is unless the stored row has a higher version (a copy never goes back in version).
 REPLICATE: Final = (
     f"INSERT INTO {{records}} AS r ({COLUMNS})"
     " SELECT u.tenant, u.thread, u.namespace, u.kind, u.key, u.sort, u.grp, u.status,"
@@ -196,6 +197,7 @@ REPLICATE: Final = (
     " tokens = excluded.tokens, expires_at = excluded.expires_at,"
     " lease_until = excluded.lease_until, version = excluded.version,"
     " updated_at = excluded.updated_at, body = excluded.body"
+    " WHERE r.version <= excluded.version"
 )
 # $1 tenant, $2 thread, $3 kind, $4 now, $5 statuses, $6 reclaim, $7 to_status, $8 lease.
 CLAIM: Final = (

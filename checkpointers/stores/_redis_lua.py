@@ -159,8 +159,8 @@ end
 #: count, operation id (a retry of an applied operation returns its result), then per
 #: record: ns, kind, key, body, sort, group, status, tokens, expires_at,
 #: lease_until, version, updated_at ("" for none; a version and updated_at given are
-#: kept as they are, for replication). Returns {1, version of the first record} or
-#: {0, current version}.
+#: kept as they are, for replication; mode copy leaves a record whose stored version is
+#: higher untouched). Returns {1, version of the first record} or {0, current version}.
 #:
 #: On a single server (not a cluster) the listing step rides along: with KEYS[2] (the
 #: tenants set) and KEYS[3] (the tenant's threads set), three more ARGV after the
@@ -187,7 +187,10 @@ for i = 0, n - 1 do
   local ns, kind, key = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
   local rk = rkey(ns, kind, key)
   local cur, stored = current(rk, now)
-  if not (mode == 'absent' and cur > 0) then
+  local keep = mode == 'absent' and cur > 0
+  -- A copy never goes back in version: a stored higher version stays.
+  if mode == 'copy' and stored > tonumber(ARGV[o + 11]) then keep = true end
+  if not keep then
     local v = stored + 1
     if ARGV[o + 11] ~= '' then v = tonumber(ARGV[o + 11]) end
     local u = ARGV[o + 12]

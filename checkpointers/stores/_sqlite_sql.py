@@ -69,8 +69,15 @@ UPSERT: Final = (
 INSERT_IF_ABSENT: Final = UPSERT + (
     " WHERE records.expires_at IS NOT NULL AND records.expires_at <= excluded.updated_at"
 )
+# Copies between tiers: kept as given unless the stored row has a higher version.
 REPLICATE: Final = (
-    f"INSERT OR REPLACE INTO records ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO records ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (tenant, thread, namespace, kind, key) DO UPDATE SET"
+    " sort = excluded.sort, grp = excluded.grp, status = excluded.status,"
+    " tokens = excluded.tokens, expires_at = excluded.expires_at,"
+    " lease_until = excluded.lease_until, version = excluded.version,"
+    " updated_at = excluded.updated_at, body = excluded.body"
+    " WHERE records.version <= excluded.version"
 )
 SELECT_FOR_CLAIM: Final = (
     "SELECT tenant, thread, namespace, kind, key FROM records"

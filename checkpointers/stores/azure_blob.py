@@ -57,6 +57,7 @@ from checkpointers.stores._azure_blob_etags import (
     claim_oldest,
     delete_expired,
     delete_record,
+    replicate_record,
     write_record,
 )
 from checkpointers.stores._azure_blob_io import BlobPrimitives, is_live, sort_order
@@ -305,7 +306,8 @@ class AzureBlobStore(BlobPrimitives, Store):
             ) from exc
 
     async def replicate(self, records: Sequence[Record]) -> None:
-        """Write records exactly as given (version and update time kept), replacing blobs.
+        """Write records as given (version and update time kept) unless the stored blob
+        has a higher version (read its ETag, then a conditional write).
 
         Like `put_many`, not atomic: on failure some records may have been written.
 
@@ -313,17 +315,19 @@ class AzureBlobStore(BlobPrimitives, Store):
             StoreUnavailableError: a write failed (`may_have_applied` is True).
             ConflictError: a blob is protected (immutability, legal hold, lease).
         """
-        names = [blob_name(self.prefix, r.id) for r in records]
+        highest: dict[RecordId, Record] = {}
         for record in records:
+            blob_name(self.prefix, record.id)
             blob_metadata(record, record.version, record.updated_at)
+            kept = highest.get(record.id)
+            if kept is None or kept.version <= record.version:
+                highest[record.id] = record
 
-        def job(name: str, record: Record) -> Callable[[], Awaitable[None]]:
-            return lambda: self._upload(
-                name, record, record.version, record.updated_at, None, force=True
-            )
+        def job(record: Record) -> Callable[[], Awaitable[None]]:
+            return lambda: replicate_record(self, record)
 
         try:
-            await self._bounded([job(n, r) for n, r in zip(names, records, strict=True)])
+            await self._bounded([job(r) for r in highest.values()])
         except StoreUnavailableError as exc:
             raise StoreUnavailableError(
                 f"azure blob container {self.container_name!r}: replicate of {len(records)} "

@@ -34,6 +34,7 @@ class Store(ABC):
     * `put_many` writes all records atomically (all or none); with `if_absent=True`
       records that already exist are left as they are, without error.
     * deletes are idempotent and return how many records went away.
+    * `replicate` never replaces a stored copy by one with a lower row version.
     * `ping` raises `StoreUnavailableError` when the backend cannot answer.
     * failures of the backend raise `StoreUnavailableError`, never a driver exception.
     """
@@ -84,8 +85,16 @@ class Store(ABC):
         """Write many records in one atomic operation (upsert, or insert-if-absent)."""
 
     async def replicate(self, records: Sequence[Record]) -> None:
-        """Write records exactly as given (row version and timestamps included),
-        replacing what is there. Used to copy between tiers; never for normal writes."""
+        """Copy records between tiers: write each one exactly as given (row version and
+        timestamps included) unless the stored copy has a higher row version, which is
+        then kept. A copy never goes back in version, whatever order concurrent copies of
+        one record arrive in; an equal version is overwritten. Within one call, records
+        with the same identity are applied in order (the highest version wins). Never
+        used for normal writes.
+
+        Raises:
+            StoreUnavailableError: the backend failed.
+        """
         raise NotImplementedError(f"{type(self).__name__} cannot replicate records")
 
     @abstractmethod

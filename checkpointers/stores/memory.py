@@ -103,7 +103,9 @@ class MemoryStore(Store):
 
     async def replicate(self, records: Sequence[Record]) -> None:
         for record in records:
-            self._set(record)
+            stored = self._records.get(record.id)
+            if stored is None or stored.version <= record.version:
+                self._set(record)
 
     async def find(self, query: Query) -> list[Record]:
         now = time.time()

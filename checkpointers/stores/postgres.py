@@ -356,10 +356,17 @@ class PostgresStore(Store):
         await self._run("put_many", lambda c: c.execute(statement, *params), write=True)
 
     async def replicate(self, records: Sequence[Record]) -> None:
-        """Write records exactly as given (versions and times included), in one statement."""
+        """Write records as given (versions and times included), in one statement, unless
+        the stored row has a higher version. Of several copies of one identity in the
+        batch, the highest version (the last among equals) is written."""
         if not records:
             return
-        batch = _dedupe(records, keep_first=False)
+        highest: dict[RecordId, Record] = {}
+        for record in records:
+            kept = highest.get(record.id)
+            if kept is None or kept.version <= record.version:
+                highest[record.id] = record
+        batch = list(highest.values())
         params = (
             *_columns(batch, 0.0)[:-1],
             [r.version for r in batch],

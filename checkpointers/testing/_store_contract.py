@@ -193,6 +193,28 @@ class StoreContract:
         assert got.tokens == copy.tokens
         assert await store.put(_record(rid, b"next"), expected_version=7) == 8
 
+    async def test_replicate_never_goes_back_in_version(self, store: Store) -> None:
+        """replicate() keeps a stored copy with a higher row version, even under races."""
+        rid = _rid()
+        await store.replicate([_record(rid, b"v5", version=5, updated_at=5.0)])
+        await store.replicate([_record(rid, b"v3", version=3, updated_at=3.0)])
+        got = await store.get(rid)
+        assert got is not None and (got.body, got.version) == (b"v5", 5)
+        await store.replicate([_record(rid, b"v5-again", version=5, updated_at=6.0)])
+        got = await store.get(rid)
+        assert got is not None and (got.body, got.version) == (b"v5-again", 5)
+        await store.replicate([_record(rid, b"v7", version=7), _record(rid, b"v6", version=6)])
+        got = await store.get(rid)
+        assert got is not None and (got.body, got.version) == (b"v7", 7)
+        other = _rid(key="raced")
+        versions = [(v * 7) % 20 + 1 for v in range(20)]  # 1..20, shuffled
+        await asyncio.gather(
+            *(store.replicate([_record(other, f"v{v}".encode(), version=v, updated_at=float(v))])
+              for v in versions)
+        )  # fmt: skip
+        got = await store.get(other)
+        assert got is not None and (got.body, got.version) == (b"v20", 20)
+
     # -- queries ------------------------------------------------------------------------
 
     async def _seed(self, store: Store) -> None:
