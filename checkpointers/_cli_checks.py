@@ -14,15 +14,25 @@ from typing import Annotated, Any
 
 import typer
 
-from checkpointers._cli_options import key_versions, options
-from checkpointers._cli_output import EXIT_FAILED, EXIT_OK, Progress, emit, execute
+from checkpointers._cli_options import Options, key_versions, options
+from checkpointers._cli_output import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Progress,
+    emit,
+    err,
+    execute,
+)
 from checkpointers._cli_records import record_json
-from checkpointers._cli_stores import open_tiers
+from checkpointers._cli_stores import open_tiers, resolve_tenant
 from checkpointers.crypto.keyring import KeyRing
 from checkpointers.crypto.provider import KeyEncryptionKey
+from checkpointers.encrypted import DEFAULT_TENANT
 from checkpointers.errors import CheckpointersError, ConfigurationError, IntegrityError
 from checkpointers.maintenance import verify_records
 from checkpointers.record import RecordId
+from checkpointers.tiered import TieredStore
 
 __all__ = ["health_command", "verify_command"]
 
@@ -32,9 +42,38 @@ def verify_command(
     sample: Annotated[
         int, typer.Option(min=1, help="Check every N-th record (1: every record).")
     ] = 1,
+    tiers: Annotated[
+        bool,
+        typer.Option(
+            "--tiers",
+            help="Instead: compare threads across the tiers (counts, digests, latest "
+            "ids); exit 1 on differences.",
+        ),
+    ] = False,
+    thread: Annotated[
+        str | None, typer.Option(help="With --tiers: only this thread or run.")
+    ] = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="With --tiers: evict stale hot copies and archive again a thread whose "
+            "archive copy differs; exit 1 only if differences remain.",
+        ),
+    ] = False,
 ) -> None:
-    """Decrypt-check every record (or a sample); exit 1 naming the records that fail."""
+    """Decrypt-check every record (or a sample); exit 1 naming the records that fail.
+
+    With --tiers, compare each thread (all threads of --tenant, or --thread) across the
+    tiers instead, the durable tier being the truth (the archive for archived threads).
+    """
     opts = options(ctx)
+    if (thread is not None or repair) and not tiers:
+        err("error: --thread and --repair go with --tiers")
+        raise typer.Exit(EXIT_USAGE)
+    if tiers:
+        execute(lambda: _compare_tiers(opts, thread, repair=repair))
+        return
 
     async def run() -> int:
         ring = KeyRing(key_versions(opts))
@@ -69,6 +108,89 @@ def verify_command(
         return EXIT_FAILED if failures else EXIT_OK
 
     execute(run)
+
+
+async def _thread_list(tiered: TieredStore, tenant: str | None) -> list[tuple[str, str]]:
+    """Every (tenant, thread) any tier lists, in order."""
+    found: set[tuple[str, str]] = set()
+    for tier in (tiered.hot, tiered.durable, tiered.archive):
+        after: str | None = None
+        while tier is not None:
+            page = await tier.threads(tenant, after=after, limit=500)
+            found.update(page)
+            if len(page) < 500:
+                break
+            after = page[-1][1]
+    return sorted(found, key=lambda pair: (pair[1], pair[0]))
+
+
+async def _compare_tiers(opts: Options, thread: str | None, *, repair: bool) -> int:
+    async with open_tiers(opts) as stores:
+        if stores.tiered is None:
+            raise ConfigurationError("verify --tiers needs tiers: give --url more than once")
+        tiered = stores.tiered
+        tenant = resolve_tenant(opts, stores.tiers)
+        if thread is not None:
+            pairs = [(tenant or DEFAULT_TENANT, thread)]
+        else:
+            pairs = await _thread_list(tiered, tenant)
+        reports = [await tiered.compare_thread(t, th, repair=repair) for t, th in pairs]
+        remaining = [r for r in reports if not r.consistent]
+        if repair and remaining:
+            remaining = [
+                again
+                for r in remaining
+                if not (again := await tiered.compare_thread(r.tenant, r.thread)).consistent
+            ]
+    found: list[dict[str, Any]] = [
+        {
+            "tenant": r.tenant,
+            "thread": r.thread,
+            "truth": r.truth,
+            "tier": d.tier,
+            "problem": d.problem,
+            "record": {"namespace": d.record.namespace, "kind": d.record.kind,
+                       "key": d.record.key},
+        }
+        for r in reports
+        for d in r.differences
+    ] + [
+        {"tenant": r.tenant, "thread": r.thread, "truth": r.truth, "tier": tier,
+         "problem": "unreachable", "record": None}
+        for r in reports
+        for tier in r.unreachable
+    ]  # fmt: skip
+    ok = not remaining
+    data = {
+        "threads": len(reports),
+        "differences": found,
+        "repaired": repair and bool(found),
+        "ok": ok,
+        "tiers": {
+            f"{r.tenant}/{r.thread}": {
+                name: {"records": d.records, "digest": d.digest, "latest_sort": d.latest_sort}
+                for name, d in r.tiers.items()
+            }
+            for r in reports
+        },
+    }
+
+    def lines() -> list[str]:
+        out = []
+        for f in found:
+            rec = f["record"]
+            where = "" if rec is None else f" {rec['kind']}/{rec['key']}"
+            ns = "" if rec is None or not rec["namespace"] else f" ns={rec['namespace']}"
+            out.append(
+                f"DIFF {f['tenant']}/{f['thread']} {f['tier']} {f['problem']}{where}{ns}"
+                f" (truth: {f['truth']})"
+            )
+        state = "repaired" if repair and found and ok else "ok" if ok else "differences"
+        out.append(f"compared {len(reports)} thread(s): {len(found)} difference(s), {state}")
+        return out
+
+    emit(opts, data, lines)
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 async def _check_keys(versions: list[KeyEncryptionKey]) -> None:

@@ -9,7 +9,8 @@ record with the store it came from.
 What may be printed is an allowlist: routing ids, key ids, sizes, counts, and a store's
 scheme and host. Never a full URL, key material, or plaintext (except `show --decrypt`).
 
-`archive` / `restore` need tiers with an archive URL (`checkpointers.tiered`).
+`archive` / `restore` need tiers with an archive URL (`checkpointers.tiered`);
+`verify --tiers` compares threads across tiers (and `--repair` fixes the warmer ones).
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 * Metrics use `prometheus-client` when it is installed (the `cli` extra) and are no-ops
   otherwise. `InstrumentedStore` counts and times every store operation;
   `Metrics.watch_key_ring` exports a `KeyRing`'s provider calls and data-key cache;
+  `Metrics.watch_tiers` exports a `TieredStore`'s `TierStats` (hot hits and misses, hit
+  ratio, failovers, archive reads);
   `record_decrypt_failure` and `record_failover` count what the crypto and tiered layers
   report.
 * Traces: `InstrumentedStore` opens one span per operation when `opentelemetry-api` is
@@ -20,6 +22,10 @@ Metric names::
     checkpointers_failovers_total{source, target}
     checkpointers_key_provider_calls_total{ring, call}        (wrap, unwrap)
     checkpointers_data_key_cache_total{ring, result}          (hit, miss)
+    checkpointers_hot_reads_total{tiers, result}              (hit, miss, absent)
+    checkpointers_hot_hit_ratio{tiers}                        (hits / point reads)
+    checkpointers_tier_failovers_total{tiers}                 (hot tier skipped)
+    checkpointers_archive_reads_total{tiers}
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from checkpointers.stores.base import Store
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
-    from prometheus_client.core import CounterMetricFamily
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
     HAVE_PROMETHEUS = True
 except ImportError:  # pragma: no cover - exercised without the cli extra
@@ -55,6 +61,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from checkpointers.crypto.keyring import KeyRing
+    from checkpointers.tiered import TieredStore
 
 __all__ = [
     "EVENTS",
@@ -191,6 +198,56 @@ class _KeyRingCollector:
         yield cache
 
 
+class _TiersCollector:
+    """Reads the `TierStats` of watched tiered stores at scrape time."""
+
+    def __init__(self) -> None:
+        self._tiers: weakref.WeakValueDictionary[str, TieredStore] = weakref.WeakValueDictionary()
+        self._lock = threading.Lock()
+
+    def watch(self, tiered: TieredStore, name: str) -> None:
+        with self._lock:
+            self._tiers[name] = tiered
+
+    def collect(self) -> Iterator[Metric]:
+        reads = CounterMetricFamily(
+            "checkpointers_hot_reads",
+            "Point reads of a tiered store: served hot (hit), by a colder tier (miss), "
+            "or by none (absent).",
+            labels=["tiers", "result"],
+        )
+        ratio = GaugeMetricFamily(
+            "checkpointers_hot_hit_ratio",
+            "Share of a tiered store's point reads served by the hot tier.",
+            labels=["tiers"],
+        )
+        failovers = CounterMetricFamily(
+            "checkpointers_tier_failovers",
+            "Times a tiered store's hot tier was found down and skipped.",
+            labels=["tiers"],
+        )
+        archive = CounterMetricFamily(
+            "checkpointers_archive_reads",
+            "Reads of a tiered store that fell through to the archive.",
+            labels=["tiers"],
+        )
+        with self._lock:
+            watched = list(self._tiers.items())
+        for name, tiered in watched:
+            stats = tiered.stats
+            reads.add_metric([name, "hit"], stats.hot_hits)
+            reads.add_metric([name, "miss"], stats.hot_misses)
+            reads.add_metric([name, "absent"], stats.absent_reads)
+            if stats.hit_ratio is not None:
+                ratio.add_metric([name], stats.hit_ratio)
+            failovers.add_metric([name], stats.failovers)
+            archive.add_metric([name], stats.archive_reads)
+        yield reads
+        yield ratio
+        yield failovers
+        yield archive
+
+
 class Metrics:
     """The package's Prometheus metrics, registered in one registry.
 
@@ -233,6 +290,8 @@ class Metrics:
         )
         self._rings = _KeyRingCollector()
         self.registry.register(self._rings)
+        self._tiers = _TiersCollector()
+        self.registry.register(self._tiers)
 
     def observe(self, store: str, name: str, operation: str, outcome: str, seconds: float) -> None:
         """Count one store operation and record its latency."""
@@ -258,6 +317,15 @@ class Metrics:
         """
         if self.enabled:
             self._rings.watch(ring, name)
+
+    def watch_tiers(self, tiered: TieredStore, name: str = "default") -> None:
+        """Export `tiered.stats` (hot hits and misses, hit ratio, failovers, archive
+        reads) under the label ``tiers=name``.
+
+        The store is held weakly; watching another store under the same name replaces it.
+        """
+        if self.enabled:
+            self._tiers.watch(tiered, name)
 
 
 _default: Metrics | None = None

@@ -10,7 +10,18 @@
   is never acknowledged unless it is durable.
 * `archive_thread` copies a thread to the archive, reads it back and compares digests
   before deleting it from the warmer tiers; `restore_thread` brings it back.
+* Copies between tiers use `Store.replicate`, which never goes back in row version: of
+  concurrent writes of one record, an older copy arriving last cannot replace a newer one.
+* `compare_thread` compares a thread across tiers (counts, digests, latest ids, and the
+  differing records) and, when asked, repairs the warmer tiers from the truth (see
+  `checkpointers._tiered_compare` for which tier is the truth).
 * Deletes and sweeps reach every tier.
+* `stats` (`TierStats`) counts hot hits and misses, failovers and archive reads; export
+  them with `checkpointers.observability.Metrics.watch_tiers`.
+
+Queries (`find`, `latest`, `threads`) are answered by the durable tier, the only complete
+index (the hot tier holds what was recently written or read, not whole threads); the hot
+tier serves point reads (`get`, `get_many`), which are what the hit ratio measures.
 """
 
 from __future__ import annotations
@@ -22,6 +33,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal, TypeVar
 
+from checkpointers._tiered_compare import (
+    MISSING,
+    Difference,
+    ThreadReport,
+    TierDigest,
+    differences,
+    fingerprint,
+    summary,
+)
 from checkpointers.errors import (
     ConfigurationError,
     IntegrityError,
@@ -34,7 +54,7 @@ from checkpointers.resilience import CircuitBreaker
 from checkpointers.stores.base import Store
 from checkpointers.urls import open_store
 
-__all__ = ["TieredStore"]
+__all__ = ["ThreadReport", "TierDigest", "TierStats", "TieredStore"]
 
 T = TypeVar("T")
 
@@ -54,12 +74,28 @@ _ARCHIVE_SCHEMES = frozenset({"azblob", "https"})
 
 @dataclass
 class TierStats:
-    """Counters for metrics: hot hits and misses, failovers, archive reads."""
+    """Counters for metrics.
+
+    Attributes:
+        hot_hits: point reads (`get`, `get_many`, per record) served by the hot tier.
+        hot_misses: point reads of records the hot tier lacked and a colder tier held.
+        absent_reads: point reads of records no tier holds (not misses: no cache could
+            have served them).
+        failovers: times the hot tier was found down and its breaker opened.
+        archive_reads: records served by the archive (and `find`s answered by it).
+    """
 
     hot_hits: int = 0
     hot_misses: int = 0
+    absent_reads: int = 0
     failovers: int = 0
     archive_reads: int = 0
+
+    @property
+    def hit_ratio(self) -> float | None:
+        """Share of point reads served by the hot tier; None before the first read."""
+        total = self.hot_hits + self.hot_misses
+        return None if total == 0 else self.hot_hits / total
 
 
 def _digest(records: Sequence[Record]) -> str:
@@ -232,30 +268,19 @@ class TieredStore(Store):
             await self.archive.setup()
 
     async def get(self, record_id: RecordId) -> Record | None:
-        cached = await self._on_hot(lambda hot: hot.get(record_id), "get")
-        if cached is not SKIPPED and cached is not None:
-            self.stats.hot_hits += 1
-            return cached
-        self.stats.hot_misses += 1
-        record = await self.durable.get(record_id)
-        if record is not None:
-            await self._to_hot([record], "repopulate")
-            return record
-        if self.archive is not None:
-            self.stats.archive_reads += 1
-            return await self.archive.get(record_id)
-        return None
+        return (await self.get_many([record_id]))[0]
 
     async def get_many(self, record_ids: Sequence[RecordId]) -> list[Record | None]:
         """Hot tier first; the misses from the durable tier in one call (then copied to
-        the hot tier), what is still missing from the archive."""
+        the hot tier); what is still missing from the archive, for threads the durable
+        tier holds nothing of (archived threads: a live thread's absent record is not
+        looked up in the archive, which is slow)."""
         if not record_ids:
             return []
         cached = await self._on_hot(lambda hot: hot.get_many(record_ids), "get")
         out: list[Record | None] = [None] * len(record_ids) if cached is SKIPPED else cached
         misses = [i for i, record in enumerate(out) if record is None]
         self.stats.hot_hits += len(record_ids) - len(misses)
-        self.stats.hot_misses += len(misses)
         if not misses:
             return out
         found = await self.durable.get_many([record_ids[i] for i in misses])
@@ -267,13 +292,29 @@ class TieredStore(Store):
                 left.append(i)
             else:
                 fresh[record.id] = record
+        self.stats.hot_misses += len(fresh)
         await self._to_hot(list(fresh.values()), "repopulate")
-        if left and self.archive is not None:
-            self.stats.archive_reads += 1
-            archived = await self.archive.get_many([record_ids[i] for i in left])
+        archive = self.archive
+        if left and archive is not None:
+            left = await self._archived_only(record_ids, left, out)
+        if left and archive is not None:
+            archived = await archive.get_many([record_ids[i] for i in left])
             for i, record in zip(left, archived, strict=True):
                 out[i] = record
+            self.stats.archive_reads += sum(1 for r in archived if r is not None)
+            self.stats.hot_misses += sum(1 for r in archived if r is not None)
+        self.stats.absent_reads += sum(1 for r in out if r is None)
         return out
+
+    async def _archived_only(
+        self, record_ids: Sequence[RecordId], left: list[int], out: Sequence[Record | None]
+    ) -> list[int]:
+        """The positions in `left` whose thread has no record in the durable tier."""
+        live = {(r.id.tenant, r.id.thread) for r in out if r is not None}
+        for rid in {(record_ids[i].tenant, record_ids[i].thread) for i in left} - live:
+            if await self.durable.find(Query(tenant=rid[0], thread=rid[1], limit=1)):
+                live.add(rid)
+        return [i for i in left if (record_ids[i].tenant, record_ids[i].thread) not in live]
 
     async def _after_durable_write(self, record_ids: Sequence[RecordId], what: str) -> None:
         # Copy what the durable tier now holds (with its row versions: an upsert bumped
@@ -309,8 +350,10 @@ class TieredStore(Store):
         await self._after_durable_write([r.id for r in records], "put_many")
 
     async def replicate(self, records: Sequence[Record]) -> None:
+        # The durable tier may have kept a higher version than a copy given here: the hot
+        # tier gets what the durable tier holds now.
         await self.durable.replicate(records)
-        await self._to_hot(records, "replicate")
+        await self._after_durable_write([r.id for r in records], "replicate")
 
     async def find(self, query: Query) -> list[Record]:
         found = await self.durable.find(query)
@@ -405,9 +448,7 @@ class TieredStore(Store):
         records = await self.durable.find(Query(tenant=tenant, thread=thread))
         if not records:
             raise RecordNotFoundError(f"thread {thread!r} of tenant {tenant!r} has no records")
-        expiry = None if self.archive_retention is None else time.time() + self.archive_retention
-        copies = [replace(r, expires_at=expiry if r.expires_at is None else
-                          max(r.expires_at, expiry or 0.0)) for r in records]  # fmt: skip
+        copies = self._archive_copies(records)
         await archive.replicate(copies)
         stored = await archive.find(Query(tenant=tenant, thread=thread))
         if _digest(stored) != _digest(copies):
@@ -418,8 +459,17 @@ class TieredStore(Store):
         log_event("checkpointers.archive", tenant=tenant, thread_id=thread, records=len(records))
         return len(records)
 
+    def _archive_copies(self, records: Sequence[Record]) -> list[Record]:
+        """Copies for the archive: expiring no sooner than the archive retention."""
+        expiry = None if self.archive_retention is None else time.time() + self.archive_retention
+        return [replace(r, expires_at=expiry if r.expires_at is None else
+                        max(r.expires_at, expiry or 0.0)) for r in records]  # fmt: skip
+
     async def restore_thread(self, tenant: str, thread: str) -> int:
         """Copy an archived thread back into the durable tier (the archive keeps it).
+
+        A durable record with a higher row version than its archived copy (the thread was
+        written to after an earlier restore) is kept: a restore never goes back in version.
 
         Raises:
             RecordNotFoundError: the archive has no such thread.
@@ -431,11 +481,94 @@ class TieredStore(Store):
             raise RecordNotFoundError(f"thread {thread!r} of tenant {tenant!r} is not archived")
         restored = [replace(r, expires_at=None) for r in records]
         await self.durable.replicate(restored)
-        back = await self.durable.find(Query(tenant=tenant, thread=thread))
-        if _digest(back) != _digest(restored):
-            raise IntegrityError(f"restored copy of thread {thread!r} differs from the archive")
+        back = {r.id: r for r in await self.durable.find(Query(tenant=tenant, thread=thread))}
+        for record in restored:
+            got = back.get(record.id)
+            if (
+                got is None
+                or got.version < record.version
+                or (got.version == record.version and fingerprint(got) != fingerprint(record))
+            ):
+                raise IntegrityError(f"restored copy of thread {thread!r} differs from the archive")
+        await self._after_durable_write([r.id for r in restored], "restore")
         log_event("checkpointers.restore", tenant=tenant, thread_id=thread, records=len(records))
         return len(records)
+
+    async def compare_thread(
+        self, tenant: str, thread: str, *, repair: bool = False
+    ) -> ThreadReport:
+        """Compare a thread across the tiers; with `repair`, fix the warmer tiers.
+
+        The durable tier is the truth when it holds the thread, else the archive (an
+        archived thread). Hot copies that differ from the truth, or that the truth lacks,
+        are reported and, with `repair`, evicted (the hot tier is a cache: evicting is
+        always safe). When the durable tier and the archive both hold the thread, archive
+        copies that differ, are extra or are missing are reported and, with `repair`, the
+        thread is archived again from the durable tier (differing and extra copies are
+        deleted first, then the durable records copied and verified). Run it on idle
+        threads: a write racing the comparison can show up as a difference (repairing
+        it only evicts a hot copy or re-copies the durable state).
+
+        Raises:
+            StoreUnavailableError: the durable tier or the archive failed.
+            IntegrityError: the archive copy written by the repair differs on read-back.
+        """
+        query = Query(tenant=tenant, thread=thread)
+        durable = await self.durable.find(query)
+        archived = None if self.archive is None else await self.archive.find(query)
+        truth_name = "durable" if durable or not archived else "archive"
+        truth = durable if truth_name == "durable" or archived is None else archived
+        digests: dict[str, TierDigest] = {"durable": summary(durable)}
+        found: list[Difference] = []
+        unreachable: list[str] = []
+        if self.hot is not None:
+            hot = await self._on_hot(lambda tier: tier.find(query), "compare")
+            if hot is SKIPPED:
+                unreachable.append("hot")
+            else:
+                digests["hot"] = summary(hot)
+                found += differences(truth, hot, "hot", complete=False)
+        if archived is not None:
+            digests["archive"] = summary(archived)
+            if durable and archived:
+                found += differences(durable, archived, "archive", complete=True)
+        repaired = False
+        if repair and found:
+            stale_hot = [d.record for d in found if d.tier == "hot"]
+            if stale_hot:
+                await self._drop_from_hot(stale_hot, "repair")
+            stale_archive = [d.record for d in found if d.tier == "archive"]
+            if stale_archive:
+                await self._rearchive(
+                    thread, durable,
+                    [d.record for d in found if d.tier == "archive" and d.problem != MISSING],
+                )  # fmt: skip
+            repaired = True
+        log_event("checkpointers.verify", tenant=tenant, thread_id=thread,
+                  differences=len(found), repaired=repaired)  # fmt: skip
+        return ThreadReport(
+            tenant=tenant,
+            thread=thread,
+            truth=truth_name,
+            tiers=digests,
+            differences=tuple(found),
+            unreachable=tuple(unreachable),
+            repaired=repaired,
+        )
+
+    async def _rearchive(
+        self, thread: str, records: Sequence[Record], doomed: Sequence[RecordId]
+    ) -> None:
+        """Make the archive's copy of a thread that of the durable tier, verified."""
+        archive = self._require_archive()
+        if doomed:
+            await archive.delete(doomed)
+        copies = self._archive_copies(records)
+        await archive.replicate(copies)
+        stored = await archive.get_many([r.id for r in copies])
+        for copy, got in zip(copies, stored, strict=True):
+            if got is None or fingerprint(got) != fingerprint(copy):
+                raise IntegrityError(f"archived copy of thread {thread!r} differs after repair")
 
     async def archive_idle(self, tenant: str | None, *, idle_seconds: float) -> int:
         """Archive every thread whose newest record is older than `idle_seconds`."""

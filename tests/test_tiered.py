@@ -182,7 +182,9 @@ async def test_tiers_from_urls_through_encrypted_store(tmp_path: Path) -> None:
         assert entry.data == b"hello"
 
 
-async def test_archive_logs_events_with_info_enabled(tiers: Any, caplog: pytest.LogCaptureFixture) -> None:
+async def test_archive_logs_events_with_info_enabled(
+    tiers: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     """Archive and restore log structured events (INFO on) without failing the move."""
     _, _, _, _, tiered = tiers
     await tiered.put(_rec("a"))
@@ -200,3 +202,19 @@ def test_credential_without_an_azure_tier_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigurationError, match="credential"):
         TieredStore.from_urls(["memory://", f"sqlite:///{tmp_path}/d.db"], credential=object())
+
+
+async def test_absent_record_of_a_live_thread_skips_the_archive(tiers: Any) -> None:
+    """A record absent from a thread the durable tier holds is not looked up in the
+    archive and counts as absent, not as a miss; an archived thread's record is."""
+    _, _, archive, _, tiered = tiers
+    await tiered.put(_rec("a"))
+    await archive.replicate([_rec("only-archived")])
+    assert await tiered.get(_rec("only-archived").id) is None
+    assert (tiered.stats.archive_reads, tiered.stats.absent_reads) == (0, 1)
+    await tiered.put(_rec("b", thread="gone"))
+    await tiered.archive_thread("acme", "gone")
+    assert await tiered.get(_rec("b", thread="gone").id) is not None
+    assert (tiered.stats.archive_reads, tiered.stats.hot_misses) == (1, 1)
+    assert await tiered.get(_rec("a").id) is not None
+    assert tiered.stats.hit_ratio == 0.5

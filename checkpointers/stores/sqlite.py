@@ -212,7 +212,13 @@ class SqliteStore(Store):
         if not records:
             return
         rows = [(*_row(r, r.updated_at)[:11], r.version, r.updated_at, r.body) for r in records]
-        await self._write(lambda c: c.executemany(sql.REPLICATE, rows))
+
+        def write(conn: sqlite3.Connection) -> None:
+            # The cursor must not leave this thread: freed on another one, it would reset
+            # the cached statement while the next write uses it (SQLITE_MISUSE).
+            conn.executemany(sql.REPLICATE, rows)
+
+        await self._write(write)
 
     async def find(self, query: Query) -> list[Record]:
         text = sql.LIST_SELECT

@@ -10,6 +10,9 @@ Fixtures (all sync, so they work with any event-loop scope):
   first use only.
 - ``postgres_dsn`` (session, str): DSN of a reachable PostgreSQL server.
 - ``postgres_database`` (function, str): DSN of a fresh database, dropped afterwards.
+- ``postgres_process`` (function, PostgresServer): a throwaway PostgreSQL cluster
+  (initdb + pg_ctl) the test may stop and start again on the same port; never the
+  shared server.
 - ``pgbouncer`` (session, str): DSN of a pgbouncer in transaction mode in front of the
   ``postgres_dsn`` server (``CHECKPOINTERS_TEST_PGBOUNCER_URL`` if set, else a throwaway
   pgbouncer started from the Debian binary).
@@ -34,6 +37,7 @@ from tests.harness._common import HarnessUnavailable
 from tests.harness.azurite import Azurite
 from tests.harness.keyvault_fake import KeyVaultFake
 from tests.harness.services import (
+    PostgresServer,
     RedisClusterServer,
     RedisServer,
     delete_redis_prefix,
@@ -167,6 +171,25 @@ def postgres_database(postgres_dsn: str) -> Iterator[str]:
     """DSN of a new empty database `test_<hex>` for this test, dropped (FORCE) after."""
     with throwaway_database(postgres_dsn) as dsn:
         yield dsn
+
+
+@pytest.fixture
+def postgres_process(_harness_broken: _Broken) -> Iterator[PostgresServer]:
+    """A started throwaway PostgreSQL cluster for this test; may be stopped and started."""
+    _harness_broken.check("postgres-server")
+    try:
+        server = PostgresServer()
+    except HarnessUnavailable as exc:
+        _harness_broken.record("postgres-server", exc)
+    try:
+        server.start()
+    except HarnessUnavailable as exc:
+        server.close()
+        _harness_broken.record("postgres-server", exc)
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture(scope="session")
