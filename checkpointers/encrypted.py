@@ -297,13 +297,24 @@ class EncryptedStore:
         version = await self.store.put(record, expected_version=expected_version)
         return Entry(replace(record, version=version), data)
 
-    async def put_records(self, records: Sequence[Record], *, if_absent: bool = False) -> None:
-        """Write sealed records atomically (see `seal`)."""
+    async def put_records(
+        self, records: Sequence[Record], *, if_absent: bool = False
+    ) -> list[int | None]:
+        """Write sealed records atomically (see `seal`).
+
+        Returns:
+            Each record's new row version, in input order; None for a record that
+            `if_absent` left as it was (see `Store.put_many`).
+
+        Raises:
+            ConfigurationError: a record belongs to another tenant.
+            StoreUnavailableError: the store failed.
+        """
         await self._ensure_ready()
         for record in records:
             if record.id.tenant != self.tenant:
                 raise ConfigurationError("a record of another tenant")
-        await self.store.put_many(records, if_absent=if_absent)
+        return await self.store.put_many(records, if_absent=if_absent)
 
     async def update(
         self,

@@ -479,9 +479,14 @@ class InstrumentedStore(Store):
         self._log_write("put", [record])
         return version
 
-    async def put_many(self, records: Sequence[Record], *, if_absent: bool = False) -> None:
-        await self._call("put_many", lambda: self.store.put_many(records, if_absent=if_absent))
+    async def put_many(
+        self, records: Sequence[Record], *, if_absent: bool = False
+    ) -> list[int | None]:
+        versions = await self._call(
+            "put_many", lambda: self.store.put_many(records, if_absent=if_absent)
+        )
         self._log_write("put_many", records)
+        return versions
 
     async def replicate(self, records: Sequence[Record]) -> None:
         await self._call("replicate", lambda: self.store.replicate(records))

@@ -10,6 +10,9 @@
   is never acknowledged unless it is durable.
 * `archive_thread` copies a thread to the archive, reads it back and compares digests
   before deleting it from the warmer tiers; `restore_thread` brings it back.
+* Write-behind (opt-in, `write_behind=True`): writes are acknowledged once in the hot
+  tier and queued; a background task flushes them to the durable tier in batches. A
+  crash loses what was not flushed yet (see `TieredStore`).
 * Copies between tiers use `Store.replicate`, which never goes back in row version: of
   concurrent writes of one record, an older copy arriving last cannot replace a newer one.
 * `compare_thread` compares a thread across tiers (counts, digests, latest ids, and the
@@ -26,10 +29,11 @@ tier serves point reads (`get`, `get_many`), which are what the hit ratio measur
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal, TypeVar
 
@@ -41,6 +45,13 @@ from checkpointers._tiered_compare import (
     differences,
     fingerprint,
     summary,
+)
+from checkpointers._tiered_write_behind import (
+    Backoff,
+    WriteQueue,
+    merge_pending,
+    pending_in_scope,
+    widen,
 )
 from checkpointers.errors import (
     ConfigurationError,
@@ -54,7 +65,7 @@ from checkpointers.resilience import CircuitBreaker
 from checkpointers.stores.base import Store
 from checkpointers.urls import open_store
 
-__all__ = ["ThreadReport", "TierDigest", "TierStats", "TieredStore"]
+__all__ = ["Backoff", "ThreadReport", "TierDigest", "TierStats", "TieredStore"]
 
 T = TypeVar("T")
 
@@ -109,6 +120,37 @@ def _digest(records: Sequence[Record]) -> str:
 class TieredStore(Store):
     """Tiers of stores behaving as one store.
 
+    Write-behind mode (``write_behind=True``; **off by default**): a write without
+    `expected_version` is acknowledged once it is in the hot tier, and queued. A
+    background task writes the queue to the durable tier, one `put_many` per batch, at
+    least every `flush_interval` seconds and at once when `max_pending` writes wait;
+    `flush()` and `aclose()` flush too. **A crash (the process dies, or the store is
+    dropped without `aclose()`) loses every write not yet flushed: at most the last
+    `flush_interval` seconds of writes (longer only while the durable tier is failing,
+    when writes are refused), and about `max_pending` of them** (a writer that finds
+    `max_pending` queued flushes first; writes already on their way to the queue then
+    still join it). Whatever was flushed is durable. Hot
+    copies of lost writes expire after `max(60 s, 10 flush_interval)`, as every queued
+    write's hot copy does until its flush. Other rules:
+
+    * reads see queued writes (the queue first, then hot, then durable); queries merge
+      the queued records into the durable tier's answer;
+    * compare-and-set writes (`expected_version`) and claims go straight to the durable
+      tier, after flushing queued writes of their record or thread: only the durable
+      tier can decide them (a queued write cannot report a conflict with another
+      process's write, and the caller must learn of it before acting on the outcome);
+    * an insert-if-absent is decided by the durable tier when flushed: if it held the
+      record, the queued copy is dropped and evicted from the hot tier;
+    * the row versions a queued write returns are the hot tier's; they are those of the
+      durable tier unless the hot tier lacked a record the durable one held, in which
+      case a compare-and-set with them raises `ConflictError` (read again and retry);
+    * when a flush fails (durable tier down), the batch stays queued and is retried with
+      backoff, a failover event is logged, and every write and `aclose()` raises
+      `StoreUnavailableError` until a flush succeeds: nothing is dropped silently;
+    * when the hot tier is unreachable, writes go through to the durable tier (after the
+      queue is flushed), as in write-through mode;
+    * deletes drop queued writes of what they delete.
+
     Args:
         durable: the source of truth (required).
         hot: a fast cache tier (Redis), or None.
@@ -117,6 +159,15 @@ class TieredStore(Store):
         archive_retention: expiry given to archived copies (default 7 years).
         breaker: circuit breaker of the hot tier.
         owns_stores: close the tiers on `aclose()` (set by `from_urls`).
+        write_behind: acknowledge writes once in the hot tier, flush them later (see
+            above; needs a hot tier).
+        flush_interval: write-behind: seconds between flushes, at most.
+        max_pending: write-behind: queued writes that trigger a flush at once.
+        flush_backoff: write-behind: delays between retries of a failed flush.
+
+    Raises:
+        ConfigurationError: write-behind without a hot tier, or a non-positive
+            `flush_interval` or `max_pending`.
     """
 
     def __init__(
@@ -129,6 +180,10 @@ class TieredStore(Store):
         archive_retention: float | None = DEFAULT_ARCHIVE_RETENTION,
         breaker: CircuitBreaker | None = None,
         owns_stores: bool = False,
+        write_behind: bool = False,
+        flush_interval: float = 1.0,
+        max_pending: int = 1000,
+        flush_backoff: Backoff | None = None,
     ) -> None:
         self.durable = durable
         self.hot = hot
@@ -145,6 +200,20 @@ class TieredStore(Store):
         self._dirty_threads: set[tuple[str, str]] = set()
         self._dirty_tenants: set[str] = set()
         self._hot_banned_until = 0.0
+        self._queue: WriteQueue | None = None
+        if write_behind:
+            if hot is None:
+                raise ConfigurationError("write-behind needs a hot tier")
+            if not flush_interval > 0 or max_pending < 1:
+                raise ConfigurationError("flush_interval and max_pending must be positive")
+            self._queue = WriteQueue(
+                self._flush_write,
+                self._flushed,
+                flush_interval=flush_interval,
+                max_pending=max_pending,
+                backoff=flush_backoff,
+            )
+            self._pending_ttl = min(hot_ttl, max(60.0, 10 * flush_interval))
 
     @classmethod
     def from_urls(
@@ -271,10 +340,31 @@ class TieredStore(Store):
         return (await self.get_many([record_id]))[0]
 
     async def get_many(self, record_ids: Sequence[RecordId]) -> list[Record | None]:
-        """Hot tier first; the misses from the durable tier in one call (then copied to
-        the hot tier); what is still missing from the archive, for threads the durable
-        tier holds nothing of (archived threads: a live thread's absent record is not
-        looked up in the archive, which is slow)."""
+        """Queued writes first (write-behind), then the hot tier; the misses from the
+        durable tier in one call (then copied to the hot tier); what is still missing
+        from the archive, for threads the durable tier holds nothing of (archived
+        threads: a live thread's absent record is not looked up in the archive, which is
+        slow)."""
+        queue = self._queue
+        if queue is None or not queue.latest or not record_ids:
+            return await self._read_tiers(record_ids)
+        now = time.time()
+        out: list[Record | None] = [None] * len(record_ids)
+        rest: list[int] = []
+        for i, rid in enumerate(record_ids):
+            queued = queue.latest.get(rid)
+            if queued is None:
+                rest.append(i)
+            elif queued.expires_at is None or queued.expires_at > now:
+                out[i] = queued
+        self.stats.hot_hits += len(record_ids) - len(rest)
+        if rest:
+            for i, record in zip(rest, await self._read_tiers([record_ids[i] for i in rest]),
+                                 strict=True):  # fmt: skip
+                out[i] = record
+        return out
+
+    async def _read_tiers(self, record_ids: Sequence[RecordId]) -> list[Record | None]:
         if not record_ids:
             return []
         cached = await self._on_hot(lambda hot: hot.get_many(record_ids), "get")
@@ -293,7 +383,10 @@ class TieredStore(Store):
             else:
                 fresh[record.id] = record
         self.stats.hot_misses += len(fresh)
-        await self._to_hot(list(fresh.values()), "repopulate")
+        queue = self._queue
+        # A write queued (or being queued) since the durable read is newer: not copied.
+        repopulate = [r for r in fresh.values() if queue is None or not queue.is_pending(r.id)]
+        await self._to_hot(repopulate, "repopulate")
         archive = self.archive
         if left and archive is not None:
             left = await self._archived_only(record_ids, left, out)
@@ -339,23 +432,129 @@ class TieredStore(Store):
             self._mark_dirty(record_ids)
 
     async def put(self, record: Record, *, expected_version: int | None = None) -> int:
+        """Write-through (or, in write-behind mode without `expected_version`, queued).
+
+        Raises:
+            ConflictError: `expected_version` did not match the durable tier.
+            StoreUnavailableError: the durable tier failed (now, or a queued flush).
+        """
+        queue = self._queue
+        if queue is not None:
+            if expected_version is None:
+                (version,) = await self.put_many([record])
+                assert version is not None  # an upsert always writes
+                return version
+            if record.id in queue.latest:
+                await queue.flush()
         version = await self.durable.put(record, expected_version=expected_version)
         if self.hot is not None:
             stored = replace(record, version=version, updated_at=time.time())
             await self._to_hot([stored], "put")
         return version
 
-    async def put_many(self, records: Sequence[Record], *, if_absent: bool = False) -> None:
-        await self.durable.put_many(records, if_absent=if_absent)
-        await self._after_durable_write([r.id for r in records], "put_many")
+    async def put_many(
+        self, records: Sequence[Record], *, if_absent: bool = False
+    ) -> list[int | None]:
+        """Write to the durable tier, then copy exactly the records it wrote, with the
+        versions it answered, to the hot tier (no read back). A record `if_absent` left
+        as it was (None) is not copied: the durable copy differs from it.
+
+        In write-behind mode: write to the hot tier and queue (see the class).
+
+        Raises:
+            StoreUnavailableError: the durable tier failed (now, or a queued flush).
+        """
+        if self._queue is not None and records:
+            return await self._put_behind(records, if_absent)
+        return await self._put_through(records, if_absent)
+
+    async def _put_through(self, records: Sequence[Record], if_absent: bool) -> list[int | None]:
+        versions = await self.durable.put_many(records, if_absent=if_absent)
+        if self.hot is not None:
+            now = time.time()
+            written = [replace(r, version=v, updated_at=now)
+                       for r, v in zip(records, versions, strict=True)
+                       if v is not None]  # fmt: skip
+            await self._to_hot(written, "put_many")
+        return versions
+
+    async def _put_behind(self, records: Sequence[Record], if_absent: bool) -> list[int | None]:
+        queue = self._queue
+        assert queue is not None
+        if queue.failure is not None or len(queue) >= queue.max_pending:
+            await queue.flush()  # raises while the durable tier stays down
+        limit = time.time() + self._pending_ttl
+        copies = [replace(r, expires_at=limit if r.expires_at is None else
+                          min(r.expires_at, limit)) for r in records]  # fmt: skip
+        ids = [r.id for r in records]
+        with queue.reserve(ids):
+            versions = await self._on_hot(
+                lambda hot: hot.put_many(copies, if_absent=if_absent), "put_many"
+            )
+            if versions is SKIPPED:
+                # The hot write may have applied: evict it when the tier is back. Queued
+                # writes go first, so that this one lands after them.
+                self._mark_dirty(ids)
+                await queue.flush()
+                return await self._put_through(records, if_absent)
+            now = time.time()
+            queue.add([replace(r, version=v, updated_at=now)
+                       for r, v in zip(records, versions, strict=True) if v is not None],
+                      if_absent=if_absent)  # fmt: skip
+        return versions
+
+    async def _flush_write(self, records: list[Record], if_absent: bool) -> list[int | None]:
+        return await self.durable.put_many(records, if_absent=if_absent)
+
+    async def _flushed(self, records: list[Record], versions: list[int | None]) -> None:
+        """After a flush: the hot tier gets the durable versions of what was written, and
+        loses what the durable tier skipped; records queued again since are left alone."""
+        queue = self._queue
+        assert queue is not None
+        now = time.time()
+        written = [replace(r, version=v, updated_at=now)
+                   for r, v in zip(records, versions, strict=True)
+                   if v is not None and not queue.is_pending(r.id)]  # fmt: skip
+        skipped = [r.id for r, v in zip(records, versions, strict=True)
+                   if v is None and not queue.is_pending(r.id)]  # fmt: skip
+        await self._to_hot(written, "flush")
+        if skipped:
+            await self._drop_from_hot(skipped, "flush")
+
+    async def flush(self) -> int:
+        """Write-behind: write every queued write to the durable tier now; returns how
+        many were written (0 in write-through mode).
+
+        Raises:
+            StoreUnavailableError: the durable tier failed; the writes stay queued.
+        """
+        return 0 if self._queue is None else await self._queue.flush()
+
+    async def _flush_if(self, pending: bool) -> None:
+        if pending and self._queue is not None:
+            await self._queue.flush()
+
+    def _pending(self, tenant: str | None = None, thread: str | None = None) -> bool:
+        queue = self._queue
+        if queue is None or not queue.latest:
+            return False
+        return any((tenant is None or rid.tenant == tenant) and
+                   (thread is None or rid.thread == thread) for rid in queue.latest)  # fmt: skip
 
     async def replicate(self, records: Sequence[Record]) -> None:
+        queue = self._queue
+        await self._flush_if(queue is not None and any(r.id in queue.latest for r in records))
         # The durable tier may have kept a higher version than a copy given here: the hot
         # tier gets what the durable tier holds now.
         await self.durable.replicate(records)
         await self._after_durable_write([r.id for r in records], "replicate")
 
     async def find(self, query: Query) -> list[Record]:
+        queue = self._queue
+        pending = {} if queue is None else pending_in_scope(query, queue.latest)
+        if pending:
+            durable = await self.durable.find(widen(query, len(pending)))
+            return merge_pending(query, durable, pending)
         found = await self.durable.find(query)
         if found or self.archive is None or query.thread is None:
             return found
@@ -363,12 +562,28 @@ class TieredStore(Store):
         return await self.archive.find(query)
 
     async def claim(self, claim: Claim) -> Record | None:
+        await self._flush_if(self._pending(claim.tenant, claim.thread))
         claimed = await self.durable.claim(claim)
         if claimed is not None:
             await self._to_hot([claimed], "claim")
         return claimed
 
+    @contextlib.asynccontextmanager
+    async def _no_flush(self, doomed: Callable[[RecordId], bool]) -> AsyncIterator[None]:
+        """Drop queued writes that a delete removes, holding off flushes meanwhile."""
+        if self._queue is None:
+            yield
+            return
+        async with self._queue.exclusive():
+            self._queue.discard(doomed)
+            yield
+
     async def delete(self, record_ids: Sequence[RecordId]) -> int:
+        ids = set(record_ids)
+        async with self._no_flush(ids.__contains__):
+            return await self._delete(record_ids)
+
+    async def _delete(self, record_ids: Sequence[RecordId]) -> int:
         count = await self.durable.delete(record_ids)
         if await self._on_hot(lambda hot: hot.delete(record_ids), "delete") is SKIPPED:
             self._mark_dirty(record_ids)
@@ -377,6 +592,10 @@ class TieredStore(Store):
         return count
 
     async def delete_thread(self, tenant: str, thread: str) -> int:
+        async with self._no_flush(lambda rid: (rid.tenant, rid.thread) == (tenant, thread)):
+            return await self._delete_thread(tenant, thread)
+
+    async def _delete_thread(self, tenant: str, thread: str) -> int:
         count = await self.durable.delete_thread(tenant, thread)
         hot_done = await self._on_hot(lambda hot: hot.delete_thread(tenant, thread), "erase")
         if hot_done is SKIPPED:
@@ -386,6 +605,10 @@ class TieredStore(Store):
         return count
 
     async def delete_tenant(self, tenant: str) -> int:
+        async with self._no_flush(lambda rid: rid.tenant == tenant):
+            return await self._delete_tenant(tenant)
+
+    async def _delete_tenant(self, tenant: str) -> int:
         count = await self.durable.delete_tenant(tenant)
         if await self._on_hot(lambda hot: hot.delete_tenant(tenant), "erase") is SKIPPED:
             self._mark_dirty(tenant=tenant)
@@ -396,9 +619,11 @@ class TieredStore(Store):
     async def threads(
         self, tenant: str | None, *, after: str | None = None, limit: int = 100
     ) -> list[tuple[str, str]]:
+        await self._flush_if(self._pending(tenant))
         return await self.durable.threads(tenant, after=after, limit=limit)
 
     async def scan(self, after: RecordId | None = None, *, limit: int = 500) -> list[Record]:
+        await self._flush_if(self._pending())
         return await self.durable.scan(after, limit=limit)
 
     async def sweep(self, *, now: float | None = None, limit: int = 1000) -> int:
@@ -445,6 +670,7 @@ class TieredStore(Store):
             IntegrityError: the archived copy differs (nothing is deleted then).
         """
         archive = self._require_archive()
+        await self._flush_if(self._pending(tenant, thread))
         records = await self.durable.find(Query(tenant=tenant, thread=thread))
         if not records:
             raise RecordNotFoundError(f"thread {thread!r} of tenant {tenant!r} has no records")
@@ -476,6 +702,7 @@ class TieredStore(Store):
             IntegrityError: the restored copy differs from the archive.
         """
         archive = self._require_archive()
+        await self._flush_if(self._pending(tenant, thread))
         records = await archive.find(Query(tenant=tenant, thread=thread))
         if not records:
             raise RecordNotFoundError(f"thread {thread!r} of tenant {tenant!r} is not archived")
@@ -514,6 +741,7 @@ class TieredStore(Store):
             IntegrityError: the archive copy written by the repair differs on read-back.
         """
         query = Query(tenant=tenant, thread=thread)
+        await self._flush_if(self._pending(tenant, thread))
         durable = await self.durable.find(query)
         archived = None if self.archive is None else await self.archive.find(query)
         truth_name = "durable" if durable or not archived else "archive"
@@ -584,6 +812,24 @@ class TieredStore(Store):
                 if records and max(r.updated_at for r in records) < cutoff:
                     moved += await self.archive_thread(owner, thread)
             after = page[-1][1]
+
+    async def aclose(self) -> None:
+        """Flush queued writes (write-behind), then close what this store owns.
+
+        Raises:
+            StoreUnavailableError: the flush failed; the store stays open with the writes
+                queued (call `aclose()` again once the durable tier is back).
+        """
+        queue = self._queue
+        if queue is not None and not self._closed:
+            await queue.stop()
+            try:
+                await queue.flush()
+            except BaseException:
+                if len(queue):
+                    queue.start()  # still open: keep retrying in the background
+                raise
+        await super().aclose()
 
     async def _close(self) -> None:
         if self._owns_stores:

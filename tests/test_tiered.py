@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +20,10 @@ from checkpointers import (
     Store,
     StoreUnavailableError,
 )
-from checkpointers.record import Query, Record, RecordId
+from checkpointers.record import Claim, Query, Record, RecordId
 from checkpointers.resilience import CircuitBreaker
 from checkpointers.testing import StoreContract, deterministic_key_ring
-from checkpointers.tiered import TieredStore
+from checkpointers.tiered import Backoff, TieredStore
 
 
 class SwitchableStore(MemoryStore):
@@ -218,3 +221,273 @@ async def test_absent_record_of_a_live_thread_skips_the_archive(tiers: Any) -> N
     assert (tiered.stats.archive_reads, tiered.stats.hot_misses) == (1, 1)
     assert await tiered.get(_rec("a").id) is not None
     assert tiered.stats.hit_ratio == 0.5
+
+
+# -- put_many versions through the tiers -------------------------------------------------
+
+
+class CountingStore(MemoryStore):
+    """A memory store that counts reads (to prove a write does not read back)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def get_many(self, record_ids: Any) -> list[Record | None]:
+        self.reads += 1
+        return await super().get_many(record_ids)
+
+
+async def test_put_many_copies_written_records_hot_without_reading_back() -> None:
+    """put_many copies exactly what the durable tier wrote, with its versions, and no
+    read; a record if_absent skipped is not copied (the durable copy differs)."""
+    durable, hot = CountingStore(), MemoryStore()
+    tiered = TieredStore(durable, hot=hot)
+    await durable.put(_rec("kept", b"durable"))
+    versions = await tiered.put_many([_rec("a"), _rec("kept", b"new"), _rec("a", b"a2")],
+                                     if_absent=True)  # fmt: skip
+    assert versions == [1, None, None]
+    assert await tiered.put_many([_rec("b"), _rec("b", b"b2")]) == [1, 2]
+    assert durable.reads == 0
+    cached = await hot.get_many([_rec("a").id, _rec("kept").id, _rec("b").id])
+    assert [None if r is None else (r.body, r.version) for r in cached] == [
+        (b"x", 1), None, (b"b2", 2)]  # fmt: skip
+    got = await tiered.get(_rec("kept").id)
+    assert got is not None and got.body == b"durable"
+
+
+# -- write-behind ---------------------------------------------------------------------------
+
+
+class Ticker:
+    """The write-behind task's sleep, driven by the test: each `tick` ends one wait."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+        self._tick = asyncio.Event()
+        self._slept = asyncio.Event()
+
+    async def sleep(self, delay: float) -> None:
+        self.delays.append(delay)
+        self._slept.set()
+        await self._tick.wait()
+        self._tick.clear()
+
+    def tick(self) -> None:
+        self._tick.set()
+
+    async def sleeping(self, count: int) -> None:
+        """Wait until the task has started its `count`-th wait."""
+        while len(self.delays) < count:
+            self._slept.clear()
+            await asyncio.wait_for(self._slept.wait(), 10)
+
+
+class RecordingStore(SwitchableStore):
+    """A switchable memory store that signals each batch it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+        self.wrote = asyncio.Event()
+
+    async def put_many(self, records: Any, *, if_absent: bool = False) -> list[int | None]:
+        versions = await MemoryStore.put_many(self, records, if_absent=if_absent)
+        self.batches.append(len(records))
+        self.wrote.set()
+        return versions
+
+
+async def _written(durable: RecordingStore) -> None:
+    await asyncio.wait_for(durable.wrote.wait(), 10)
+    durable.wrote.clear()
+
+
+def _behind(**options: Any) -> tuple[SwitchableStore, RecordingStore, Ticker, TieredStore]:
+    hot, durable, ticker = SwitchableStore(), RecordingStore(), Ticker()
+    options.setdefault("flush_interval", 2.0)
+    tiered = TieredStore(durable, hot=hot, write_behind=True,
+                         flush_backoff=Backoff(initial=0.5, maximum=4.0), **options)  # fmt: skip
+    assert tiered._queue is not None
+    tiered._queue.sleep = ticker.sleep
+    return hot, durable, ticker, tiered
+
+
+async def test_write_behind_acknowledges_hot_and_flushes_on_interval() -> None:
+    """A write is acknowledged once hot and read back from there; the task flushes it
+    to the durable tier after flush_interval, in one batch, with the durable versions."""
+    hot, durable, ticker, tiered = _behind()
+    assert await tiered.put_many([_rec("a"), _rec("b")]) == [1, 1]
+    assert await tiered.put(_rec("a", b"a2")) == 2
+    assert await durable.get(_rec("a").id) is None
+    got = await tiered.get(_rec("a").id)
+    assert got is not None and (got.body, got.version) == (b"a2", 2)
+    assert [r.id.key for r in await tiered.find(Query(tenant="acme", thread="t"))] == ["a", "b"]
+    ticker.tick()
+    await _written(durable)
+    assert ticker.delays[0] == 2.0
+    assert durable.batches == [3]
+    assert await tiered.flush() == 0  # waits for the task's flush, nothing left
+    stored, cached = await durable.get(_rec("a").id), await hot.get(_rec("a").id)
+    assert stored is not None and (stored.body, stored.version) == (b"a2", 2)
+    assert cached is not None and (cached.body, cached.version) == (b"a2", 2)
+    await tiered.aclose()
+
+
+async def test_write_behind_flushes_when_max_pending_is_reached() -> None:
+    """Reaching max_pending wakes the task at once (no interval elapses)."""
+    _, durable, _, tiered = _behind(max_pending=3)
+    await tiered.put(_rec("a"))
+    await tiered.put(_rec("b"))
+    assert durable.batches == []
+    await tiered.put(_rec("c"))
+    await _written(durable)  # the test never ticks: no interval ended
+    assert durable.batches == [3]
+    await tiered.aclose()
+
+
+async def test_write_behind_flushes_on_close() -> None:
+    """aclose() flushes what is queued before closing."""
+    _, durable, _, tiered = _behind()
+    async with tiered:
+        await tiered.put_many([_rec(f"k{i}") for i in range(5)])
+        assert durable.batches == []
+    assert durable.batches == [5]
+    assert len(await durable.find(Query(tenant="acme"))) == 5
+
+
+async def test_write_behind_durable_outage_keeps_the_queue_and_recovers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failed flush keeps the batch queued, logs a failover, makes writes and close
+    raise, is retried with backoff, and loses nothing once the durable tier is back."""
+    _, durable, ticker, tiered = _behind()
+    await tiered.put_many([_rec("a"), _rec("b")])
+    await ticker.sleeping(1)
+    durable.down = True
+    with (
+        caplog.at_level(logging.WARNING, logger="checkpointers"),
+        pytest.raises(StoreUnavailableError),
+    ):
+        await tiered.flush()
+    assert any(getattr(r, "event", "") == "checkpointers.failover" and
+               getattr(r, "target", "") == "queue" for r in caplog.records)  # fmt: skip
+    assert tiered._queue is not None and len(tiered._queue) == 2
+    with pytest.raises(StoreUnavailableError):
+        await tiered.put(_rec("c"))
+    with pytest.raises(StoreUnavailableError):
+        await tiered.aclose()
+    got = await tiered.get(_rec("a").id)  # still readable from the queue
+    assert got is not None and got.body == b"x"
+    await ticker.sleeping(2)  # the failed close left the task running
+    ticker.tick()  # its flush fails too: it backs off
+    await ticker.sleeping(3)
+    assert ticker.delays == [2.0, 2.0, 0.5]
+    durable.down = False
+    ticker.tick()
+    await _written(durable)
+    assert await tiered.flush() == 0
+    assert await tiered.put(_rec("c")) == 1
+    await tiered.aclose()
+    assert sorted(r.id.key for r in await durable.find(Query(tenant="acme"))) == ["a", "b", "c"]
+
+
+async def test_write_behind_crash_loses_only_pending_writes() -> None:
+    """A store dropped without aclose() (a crash) loses the writes not yet flushed, and
+    nothing flushed; the hot copies of the lost writes expire soon."""
+    hot, durable, _, tiered = _behind()
+    await tiered.put_many([_rec("a"), _rec("b")])
+    await tiered.flush()
+    await tiered.put_many([_rec("c"), _rec("d")])
+    assert tiered._queue is not None
+    await tiered._queue.stop()  # the process dies: its task and queue with it
+    del tiered
+    survivor = TieredStore(durable, hot=MemoryStore())
+    found = await survivor.get_many([_rec(k).id for k in "abcd"])
+    assert [None if r is None else r.id.key for r in found] == ["a", "b", None, None]
+    lost = await hot.get(_rec("c").id)
+    assert lost is not None and lost.expires_at is not None
+    assert lost.expires_at <= time.time() + 60
+
+
+async def test_write_behind_compare_and_set_and_claim_go_to_durable() -> None:
+    """A write with expected_version and a claim flush their record's queued writes,
+    then are decided by the durable tier."""
+    _, durable, _, tiered = _behind()
+    await tiered.put(_rec("a"))
+    assert await tiered.put(_rec("a", b"cas"), expected_version=1) == 2
+    stored = await durable.get(_rec("a").id)
+    assert stored is not None and (stored.body, stored.version) == (b"cas", 2)
+    from checkpointers import ConflictError
+
+    with pytest.raises(ConflictError):
+        await tiered.put(_rec("a", b"stale"), expected_version=1)
+    task = Record(id=RecordId("acme", "run", "", "snap", "s1"), body=b"s", status="created")
+    await tiered.put(task)
+    claimed = await tiered.claim(Claim("acme", "run", "snap", ("created",), "pending"))
+    assert claimed is not None and claimed.id == task.id
+    await tiered.aclose()
+
+
+async def test_write_behind_reads_and_queries_merge_queued_writes() -> None:
+    """find/latest see queued writes over the durable ones (replaced, new, filtered)."""
+    _, _, _, tiered = _behind()
+    await tiered.put_many([_rec("a", b"old"), _rec("b"), _rec("c")])
+    await tiered.flush()
+    await tiered.put_many([_rec("a", b"new"), _rec("d")])
+    await tiered.put(Record(id=_rec("b").id, body=b"b", sort="b", status="done"))
+    q = Query(tenant="acme", thread="t")
+    assert [(r.id.key, r.body) for r in await tiered.find(q)] == [
+        ("a", b"new"), ("b", b"b"), ("c", b"x"), ("d", b"x")]  # fmt: skip
+    assert [r.id.key for r in await tiered.find(replace(q, statuses=("",)))] == ["a", "c", "d"]
+    assert [r.id.key for r in await tiered.find(replace(q, limit=2, descending=True))] == [
+        "d", "c"]  # fmt: skip
+    latest = await tiered.latest(q)
+    assert latest is not None and latest.id.key == "d"
+    await tiered.aclose()
+
+
+async def test_write_behind_insert_if_absent_is_decided_by_durable() -> None:
+    """An insert-if-absent of a record only the durable tier held is dropped at flush
+    and its hot copy evicted, so reads see the durable record."""
+    hot, durable, _, tiered = _behind()
+    await durable.put(_rec("a", b"durable"))
+    assert await tiered.put_many([_rec("a", b"queued")], if_absent=True) == [1]
+    await tiered.flush()
+    assert await hot.get(_rec("a").id) is None
+    got = await tiered.get(_rec("a").id)
+    assert got is not None and got.body == b"durable"
+    await tiered.aclose()
+
+
+async def test_write_behind_deletes_drop_queued_writes() -> None:
+    """A delete removes queued writes of what it deletes: a flush never brings them back."""
+    _, durable, _, tiered = _behind()
+    await tiered.put_many([_rec("a"), _rec("b"), _rec("o", thread="other")])
+    await tiered.delete([_rec("a").id])
+    await tiered.delete_thread("acme", "other")
+    assert await tiered.get(_rec("a").id) is None
+    await tiered.aclose()
+    assert [r.id.key for r in await durable.find(Query(tenant="acme"))] == ["b"]
+
+
+async def test_write_behind_hot_outage_writes_through() -> None:
+    """With the hot tier down, a write-behind store writes to the durable tier at once
+    (after its queue), so an acknowledged write is never only in memory."""
+    hot, durable, _, tiered = _behind()
+    await tiered.put(_rec("a"))
+    hot.down = True
+    assert await tiered.put(_rec("b")) == 1
+    assert durable.batches == [1, 1]
+    assert await durable.get(_rec("b").id) is not None
+    await tiered.aclose()
+
+
+def test_write_behind_needs_a_hot_tier() -> None:
+    """write_behind without a hot tier, or with a zero interval, is a configuration error."""
+    from checkpointers import ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        TieredStore(MemoryStore(), write_behind=True)
+    with pytest.raises(ConfigurationError):
+        TieredStore(MemoryStore(), hot=MemoryStore(), write_behind=True, flush_interval=0)

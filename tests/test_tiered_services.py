@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -30,8 +31,9 @@ from checkpointers.stores.postgres import PostgresStore
 from checkpointers.stores.redis import RedisStore
 from checkpointers.testing import deterministic_key_ring
 from checkpointers.tiered import TieredStore
-from tests.backends import open_tiered
+from tests.backends import _postgres, _redis, open_tiered
 from tests.harness.services import PostgresServer, RedisServer
+from tests.test_tiered import Ticker
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.azurite]
 
@@ -501,3 +503,93 @@ async def test_retention_and_erasure_leave_no_record_in_any_tier(
     assert len(blob_threads) == len(names)  # every blob is one of ours, none unparsed
     assert not blob_threads & erased
     assert await tiered.find(Query(tenant="acme", thread="keep")) != []
+
+
+# -- write-behind --------------------------------------------------------------------------
+
+
+async def test_write_behind_flushes_batches_and_a_crash_loses_only_pending_writes(
+    request: pytest.FixtureRequest,
+) -> None:
+    """Write-behind over Redis and PostgreSQL: 12 concurrent loops' writes read back at
+    once, reach PostgreSQL in max_pending batches with the versions they were given; a
+    store dropped without close loses only its queued writes, whose hot copies expire
+    soon, and nothing it had flushed."""
+    ticker = Ticker()
+    async with AsyncExitStack() as stack:
+        hot, durable = await _redis(request, stack), await _postgres(request, stack)
+        assert isinstance(durable, PostgresStore)
+        tiered = TieredStore(durable, hot=hot, write_behind=True, max_pending=50)
+        assert tiered._queue is not None
+        tiered._queue.sleep = ticker.sleep  # no interval ever ends: only max_pending flushes
+        acked: dict[RecordId, tuple[bytes, int]] = {}
+
+        async def loop(n: int) -> None:
+            for i in range(10):
+                record = _rec(f"wb{n}", f"k{i:02}", f"loop {n} write {i}".encode())
+                acked[record.id] = (record.body, await tiered.put(record))
+                again = replace(record, body=record.body + b"!")
+                if i % 3 == 0:
+                    acked[record.id] = (again.body, await tiered.put(again))
+
+        await asyncio.gather(*(loop(n) for n in range(12)))
+        got = await tiered.get_many(list(acked))
+        assert [None if r is None else (r.body, r.version) for r in got] == list(acked.values())
+        assert tiered._queue.flushes >= 2
+        await tiered.flush()
+        stored = await durable.get_many(list(acked))
+        assert [None if r is None else (r.body, r.version) for r in stored] == list(acked.values())
+        lost = [_rec("wb-lost", f"k{i}", b"never durable") for i in range(10)]
+        await tiered.put_many(lost)
+        await tiered._queue.stop()  # the process dies with its queue: never closed
+        assert await durable.get_many([r.id for r in lost]) == [None] * 10
+        stored = await durable.get_many(list(acked))
+        assert all(r is not None for r in stored)
+        cached = await hot.get(lost[0].id)
+        assert cached is not None and cached.expires_at is not None
+        assert cached.expires_at <= time.time() + 60
+
+
+async def test_write_behind_postgres_outage_keeps_the_queue_and_loses_nothing(
+    postgres_process: PostgresServer, redis_server_url: str, redis_prefix: str
+) -> None:
+    """PostgreSQL stopped with writes queued: the flush fails and keeps them, writes and
+    close raise StoreUnavailableError, reads still see every write; once it is back the
+    queue flushes and every acknowledged write is durable."""
+    ticker = Ticker()
+    durable = PostgresStore.from_url(postgres_process.dsn, pool_max=4)
+    hot = RedisStore.from_url(redis_server_url, prefix=redis_prefix)
+    tiered = TieredStore(durable, hot=hot, write_behind=True, owns_stores=True)
+    assert tiered._queue is not None
+    tiered._queue.sleep = ticker.sleep
+    flushed = [_rec("out", f"f{i:02}", b"flushed") for i in range(20)]
+    queued = [_rec("out", f"q{i:02}", b"queued") for i in range(20)]
+    await tiered.setup()
+    await tiered.put_many(flushed)
+    assert await tiered.flush() == 20
+    await tiered.put_many(queued)
+    await asyncio.to_thread(postgres_process.stop)
+    with pytest.raises(StoreUnavailableError):
+        await tiered.flush()
+    assert len(tiered._queue) == 20
+    with pytest.raises(StoreUnavailableError):
+        await tiered.put(_rec("out", "refused", b"refused"))
+    with pytest.raises(StoreUnavailableError):
+        await tiered.aclose()
+    got = await tiered.get_many([r.id for r in flushed + queued])
+    assert [None if r is None else r.body for r in got] == [r.body for r in flushed + queued]
+    await asyncio.to_thread(postgres_process.start)
+    for _ in range(10):  # the first calls may meet pooled connections the restart broke
+        try:
+            assert await tiered.flush() == 20
+            break
+        except StoreUnavailableError:
+            continue
+    assert len(tiered._queue) == 0
+    assert await tiered.put(_rec("out", "after", b"after")) == 1
+    await tiered.aclose()
+    async with PostgresStore.from_url(postgres_process.dsn) as fresh:
+        every = flushed + queued + [_rec("out", "after", b"after")]
+        stored = await fresh.get_many([r.id for r in every])
+        assert [None if r is None else r.body for r in stored] == [r.body for r in every]
+        assert await fresh.get(_rec("out", "refused", b"").id) is None

@@ -17,6 +17,7 @@ from azure.storage.blob.aio import ContainerClient
 from checkpointers.errors import ConfigurationError
 
 __all__ = [
+    "CLIENT_DEFAULTS",
     "CONNECTION_STRING_ENV",
     "azblob_client",
     "https_container",
@@ -24,6 +25,18 @@ __all__ = [
 ]
 
 CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
+
+#: SDK client options of clients we create: the storage SDK's own defaults back off from
+#: 15 s and keep an unreachable endpoint failing for over a minute; a checkpoint store
+#: must report an outage in seconds (the tiered store's breaker depends on it). The
+#: caller's keyword options override these.
+CLIENT_DEFAULTS: dict[str, Any] = {
+    "retry_total": 3,
+    "retry_connect": 2,
+    "initial_backoff": 0.5,
+    "increment_base": 2,
+    "connection_timeout": 5,
+}
 _PREFIX = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_\-./]{0,199}$")
 _CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$")
 

@@ -126,9 +126,12 @@ _SET_FROM_EXCLUDED: Final = (
     " ON CONFLICT (" + _PK + ") DO UPDATE SET"
     " sort = excluded.sort, grp = excluded.grp, status = excluded.status,"
     " tokens = excluded.tokens, expires_at = excluded.expires_at,"
-    " lease_until = excluded.lease_until, version = r.version + 1,"
+    " lease_until = excluded.lease_until, version = r.version + excluded.version,"
     " updated_at = excluded.updated_at, body = excluded.body"
 )
+# The version column of an inserted row is how many writes it stands for: 1 for one
+# record, n for a batch holding one identity n times (the writes of a `put_many` are
+# applied in turn), so an update adds that many to the stored version.
 # Insert-if-absent: an expired row counts as absent and is replaced.
 _ONLY_IF_EXPIRED: Final = " WHERE r.expires_at IS NOT NULL AND r.expires_at <= excluded.updated_at"
 
@@ -168,18 +171,24 @@ UPDATE_IF_VERSION: Final = (
     + _LIVE.format(now="$12")
     + " RETURNING version"
 )
-# One statement for a whole batch: parallel arrays, unnested. Tokens travel as one
-# space-separated string per record (they are hex, validated by `Record`).
-PUT_MANY: Final = (
+# One statement for a whole batch: parallel arrays, unnested, one row per identity; $13
+# now, $14 how many times the batch wrote each identity. Tokens travel as one
+# space-separated string per record (they are hex, validated by `Record`). The rows
+# written come back with their identity and new version (none for a row kept by
+# insert-if-absent), in no particular order.
+_PUT_MANY: Final = (
     f"INSERT INTO {{records}} AS r ({COLUMNS})"
     " SELECT u.tenant, u.thread, u.namespace, u.kind, u.key, u.sort, u.grp, u.status,"
-    " string_to_array(u.tokens, ' '), u.expires_at, u.lease_until, 1, $13, u.body"
+    " string_to_array(u.tokens, ' '), u.expires_at, u.lease_until, u.n, $13, u.body"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
-    " $7::text[], $8::text[], $9::text[], $10::float8[], $11::float8[], $12::bytea[])"
+    " $7::text[], $8::text[], $9::text[], $10::float8[], $11::float8[], $12::bytea[],"
+    " $14::int[])"
     " AS u(tenant, thread, namespace, kind, key, sort, grp, status, tokens,"
-    " expires_at, lease_until, body)" + _SET_FROM_EXCLUDED
+    " expires_at, lease_until, body, n)" + _SET_FROM_EXCLUDED
 )
-PUT_MANY_IF_ABSENT: Final = PUT_MANY + _ONLY_IF_EXPIRED
+_RETURNING_IDENTITY: Final = f" RETURNING {_PK}, r.version"
+PUT_MANY: Final = _PUT_MANY + _RETURNING_IDENTITY
+PUT_MANY_IF_ABSENT: Final = _PUT_MANY + _ONLY_IF_EXPIRED + _RETURNING_IDENTITY
 # Copies between tiers: the same arrays plus $13 versions and $14 update times, kept as
 # is unless the stored row has a higher version (a copy never goes back in version).
 REPLICATE: Final = (

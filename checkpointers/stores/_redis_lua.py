@@ -160,7 +160,10 @@ end
 #: record: ns, kind, key, body, sort, group, status, tokens, expires_at,
 #: lease_until, version, updated_at ("" for none; a version and updated_at given are
 #: kept as they are, for replication; mode copy leaves a record whose stored version is
-#: higher untouched). Returns {1, version of the first record} or {0, current version}.
+#: higher untouched). Records are applied in turn. Returns {1, version of each record}
+#: (false where one was left as it was), or {0, current version} for a failed cas.
+#: A retry of an applied operation answers each record's version as the operation left
+#: it (false for a record it skipped, or that a later write replaced since).
 #:
 #: On a single server (not a cluster) the listing step rides along: with KEYS[2] (the
 #: tenants set) and KEYS[3] (the tenant's threads set), three more ARGV after the
@@ -175,13 +178,33 @@ if #KEYS == 3 then
   zadd(KEYS[2], 0, ARGV[at + 1], exp_ms(ARGV[at + 3]))
   zadd(KEYS[3], 0, ARGV[at + 2], exp_ms(ARGV[at + 3]))
 end
+local function ident(i)
+  local o = 5 + i * 12
+  return ARGV[o + 1] .. '\0' .. ARGV[o + 2] .. '\0' .. ARGV[o + 3]
+end
 local done = redis.call('HMGET', rkey(ARGV[6], ARGV[7], ARGV[8]), 'o', 'v')
-if ARGV[5] ~= '' and done[1] == ARGV[5] then return {1, tonumber(done[2])} end
+if ARGV[5] ~= '' and done[1] == ARGV[5] then
+  local left, seen, out = {}, {}, {1}
+  for i = 0, n - 1 do left[ident(i)] = (left[ident(i)] or 0) + 1 end
+  for i = 0, n - 1 do
+    local o, id = 5 + i * 12, ident(i)
+    local r = redis.call('HMGET', rkey(ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]), 'o', 'v')
+    left[id] = left[id] - 1
+    local v = false
+    if r[1] == ARGV[5] and not (mode == 'absent' and seen[id]) then
+      v = tonumber(r[2])
+      if mode ~= 'absent' then v = v - left[id] end
+    end
+    seen[id] = true
+    out[#out + 1] = v
+  end
+  return out
+end
 if mode == 'cas' then
   local cur = current(rkey(ARGV[6], ARGV[7], ARGV[8]), now)
   if cur ~= tonumber(ARGV[3]) then return {0, cur} end
 end
-local first = 0
+local out = {1}
 for i = 0, n - 1 do
   local o = 5 + i * 12
   local ns, kind, key = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
@@ -208,10 +231,12 @@ for i = 0, n - 1 do
       if ms ~= 0 then redis.call('PEXPIREAT', rk, string.format('%d', ms)) end
       index(ns, kind, key, ARGV[o + 5], ARGV[o + 6], ARGV[o + 7], lease, e)
     end
-    if i == 0 then first = v end
+    out[#out + 1] = v
+  else
+    out[#out + 1] = false
   end
 end
-return {1, first}
+return out
 """
 )
 

@@ -64,11 +64,14 @@ UPSERT: Final = (
     " tokens = excluded.tokens, expires_at = excluded.expires_at,"
     " lease_until = excluded.lease_until, version = records.version + 1,"
     " updated_at = excluded.updated_at, body = excluded.body"
+    " RETURNING version"
 )
-# Insert-if-absent: an expired row counts as absent and is replaced.
-INSERT_IF_ABSENT: Final = UPSERT + (
+# Insert-if-absent: an expired row counts as absent and is replaced. No row comes back
+# when a live one was kept.
+_ONLY_IF_EXPIRED: Final = (
     " WHERE records.expires_at IS NOT NULL AND records.expires_at <= excluded.updated_at"
 )
+INSERT_IF_ABSENT: Final = UPSERT.replace(" RETURNING", _ONLY_IF_EXPIRED + " RETURNING")
 # Copies between tiers: kept as given unless the stored row has a higher version.
 REPLICATE: Final = (
     f"INSERT INTO records ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"

@@ -75,6 +75,7 @@ from checkpointers.stores._azure_blob_layout import (
     tag_value,
 )
 from checkpointers.stores._azure_blob_url import (
+    CLIENT_DEFAULTS,
     CONNECTION_STRING_ENV,
     azblob_client,
     https_container,
@@ -179,6 +180,7 @@ class AzureBlobStore(BlobPrimitives, Store):
         """
         credential = options.pop("credential", None)
         store_kwargs = {k: options.pop(k) for k in list(options) if k in cls.url_options}
+        options = {**CLIENT_DEFAULTS, **options}
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme == "azblob":
@@ -279,8 +281,14 @@ class AzureBlobStore(BlobPrimitives, Store):
             raise RuntimeError("unreachable")
         return version
 
-    async def put_many(self, records: Sequence[Record], *, if_absent: bool = False) -> None:
+    async def put_many(
+        self, records: Sequence[Record], *, if_absent: bool = False
+    ) -> list[int | None]:
         """Write many records, concurrently. Not atomic (Blob Storage has no transaction).
+
+        Distinct identities are written concurrently; the records of one identity one
+        after the other, in input order. Returns each record's new version (None where
+        `if_absent` found a live one).
 
         Raises:
             StoreUnavailableError: a write failed; the others may have been applied
@@ -293,17 +301,29 @@ class AzureBlobStore(BlobPrimitives, Store):
             blob_name(self.prefix, record.id)
             blob_metadata(record, 1, 0.0)
 
-        def job(record: Record) -> Callable[[], Awaitable[int | None]]:
-            return lambda: write_record(self, record, None, if_absent=if_absent)
+        by_identity: dict[RecordId, list[int]] = {}
+        for position, record in enumerate(records):
+            by_identity.setdefault(record.id, []).append(position)
+        out: list[int | None] = [None] * len(records)
+
+        def job(positions: list[int]) -> Callable[[], Awaitable[None]]:
+            async def write_in_turn() -> None:
+                for position in positions:
+                    out[position] = await write_record(
+                        self, records[position], None, if_absent=if_absent
+                    )
+
+            return write_in_turn
 
         try:
-            await self._bounded([job(r) for r in records])
+            await self._bounded([job(positions) for positions in by_identity.values()])
         except StoreUnavailableError as exc:
             raise StoreUnavailableError(
                 f"azure blob container {self.container_name!r}: put_many of {len(records)} "
                 "records failed part way; some may have been written",
                 may_have_applied=True,
             ) from exc
+        return out
 
     async def replicate(self, records: Sequence[Record]) -> None:
         """Write records as given (version and update time kept) unless the stored blob

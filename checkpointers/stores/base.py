@@ -32,7 +32,8 @@ class Store(ABC):
       if absent; `expected_version=n` writes only if the stored version is `n`. A lost
       race raises `ConflictError`. The stored version grows by one per write.
     * `put_many` writes all records atomically (all or none); with `if_absent=True`
-      records that already exist are left as they are, without error.
+      records that already exist are left as they are, without error. It returns each
+      record's new row version, in input order, or None for one left as it was.
     * deletes are idempotent and return how many records went away.
     * `replicate` never replaces a stored copy by one with a lower row version.
     * `ping` raises `StoreUnavailableError` when the backend cannot answer.
@@ -81,8 +82,25 @@ class Store(ABC):
         """
 
     @abstractmethod
-    async def put_many(self, records: Sequence[Record], *, if_absent: bool = False) -> None:
-        """Write many records in one atomic operation (upsert, or insert-if-absent)."""
+    async def put_many(
+        self, records: Sequence[Record], *, if_absent: bool = False
+    ) -> list[int | None]:
+        """Write many records in one atomic operation (upsert, or insert-if-absent).
+
+        The batch behaves as if each record were `put` in turn, in input order: an
+        identity given twice is written twice (the later record is kept, with a version
+        one higher), and with `if_absent` its later occurrences find it present.
+
+        Returns:
+            For each record, in input order: its new row version (1 for a fresh insert,
+            n + 1 over a stored version n, an expired record counting as absent for
+            `if_absent`), or None for a record `if_absent` left untouched because a live
+            one existed. A version means that this exact record is what the write left
+            stored at that version (until a later record of the batch replaced it).
+
+        Raises:
+            StoreUnavailableError: the backend failed.
+        """
 
     async def replicate(self, records: Sequence[Record]) -> None:
         """Copy records between tiers: write each one exactly as given (row version and

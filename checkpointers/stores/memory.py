@@ -91,15 +91,21 @@ class MemoryStore(Store):
         self._set(replace(record, version=version, updated_at=now))
         return version
 
-    async def put_many(self, records: Sequence[Record], *, if_absent: bool = False) -> None:
+    async def put_many(
+        self, records: Sequence[Record], *, if_absent: bool = False
+    ) -> list[int | None]:
         now = time.time()
+        versions: list[int | None] = []
         for record in records:
             current = self._live(record.id, now)
             if if_absent and current is not None:
+                versions.append(None)
                 continue
             stored = self._records.get(record.id)
             version = (stored.version if stored is not None else 0) + 1
             self._set(replace(record, version=version, updated_at=now))
+            versions.append(version)
+        return versions
 
     async def replicate(self, records: Sequence[Record]) -> None:
         for record in records:

@@ -114,7 +114,7 @@ def _row(record: Record, now: float) -> tuple[Any, ...]:
 
 
 def _columns(records: Sequence[Record], now: float) -> tuple[Any, ...]:
-    """Parameters of PUT_MANY: one array per column, plus the time."""
+    """Parameters $1-$13 of PUT_MANY: one array per column, plus the time."""
     return (
         [r.id.tenant for r in records],
         [r.id.thread for r in records],
@@ -132,14 +132,41 @@ def _columns(records: Sequence[Record], now: float) -> tuple[Any, ...]:
     )
 
 
-def _dedupe(records: Sequence[Record], *, keep_first: bool) -> list[Record]:
-    """One record per identity (a statement cannot change a row twice)."""
+def _coalesce(records: Sequence[Record], *, if_absent: bool) -> tuple[list[Record], list[int]]:
+    """One record per identity (a statement cannot change a row twice), and how many
+    writes each stands for: of an upsert's repeats the last record, counting them all;
+    of an insert-if-absent's the first, counting one (the repeats find it present)."""
     chosen: dict[RecordId, Record] = {}
+    counts: dict[RecordId, int] = {}
     for record in records:
-        if not (keep_first and record.id in chosen):
-            chosen.pop(record.id, None)
-            chosen[record.id] = record
-    return list(chosen.values())
+        if if_absent and record.id in chosen:
+            continue
+        chosen[record.id] = record
+        counts[record.id] = counts.get(record.id, 0) + 1
+    return list(chosen.values()), [counts[rid] for rid in chosen]
+
+
+def _spread(
+    records: Sequence[Record], written: dict[tuple[str, ...], int], *, if_absent: bool
+) -> list[int | None]:
+    """Each input record's version, from the version each identity ended at: repeats of
+    an upsert count down from it (the last is the one kept); repeats of an
+    insert-if-absent found the record present (None)."""
+    left: dict[RecordId, int] = {}
+    for record in records:
+        left[record.id] = left.get(record.id, 0) + 1
+    out: list[int | None] = []
+    seen: set[RecordId] = set()
+    for record in records:
+        rid = record.id
+        left[rid] -= 1
+        final = written.get(_key(rid))
+        if final is None or (if_absent and rid in seen):
+            out.append(None)
+        else:
+            out.append(final if if_absent else final - left[rid])
+        seen.add(rid)
+    return out
 
 
 class PostgresStore(Store):
@@ -347,13 +374,19 @@ class PostgresStore(Store):
             raise ConflictError(f"{record.id.describe()}: stored version is not {expected_version}")
         return int(version)
 
-    async def put_many(self, records: Sequence[Record], *, if_absent: bool = False) -> None:
+    async def put_many(
+        self, records: Sequence[Record], *, if_absent: bool = False
+    ) -> list[int | None]:
+        """One statement; the new versions come back with it (``RETURNING``), mapped to
+        the input order by identity."""
         if not records:
-            return
-        batch = _dedupe(records, keep_first=if_absent)
+            return []
+        batch, counts = _coalesce(records, if_absent=if_absent)
         statement = self._sql.put_many_if_absent if if_absent else self._sql.put_many
-        params = _columns(batch, time.time())
-        await self._run("put_many", lambda c: c.execute(statement, *params), write=True)
+        params = (*_columns(batch, time.time()), counts)
+        rows = await self._run("put_many", lambda c: c.fetch(statement, *params), write=True)
+        written = {tuple(row[:5]): int(row[5]) for row in rows}
+        return _spread(records, written, if_absent=if_absent)
 
     async def replicate(self, records: Sequence[Record]) -> None:
         """Write records as given (versions and times included), in one statement, unless

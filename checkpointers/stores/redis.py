@@ -440,34 +440,48 @@ class RedisStore(Store):
         mode, expected = ("put", "") if expected_version is None else ("cas", expected_version)
         args = [_num(time.time()), mode, expected, 1, _op(), *_fields(record)]
         calls = self._writes(rid.tenant, rid.thread, record.expires_at, args)
-        ok, version = (await self._eval("put", calls, write=True))[-1]
+        ok, version = (await self._eval("put", calls, write=True))[-1][:2]
         if not ok:
             raise ConflictError(
                 f"{rid.describe()}: version is {version}, expected {expected_version}"
             )
         return int(version)
 
-    async def put_many(self, records: Sequence[Record], *, if_absent: bool = False) -> None:
-        await self._write_many("put_many", records, "absent" if if_absent else "put")
+    async def put_many(
+        self, records: Sequence[Record], *, if_absent: bool = False
+    ) -> list[int | None]:
+        """One WRITE script per thread, all in one atomic pipeline; each script answers
+        the versions of its records."""
+        return await self._write_many("put_many", records, "absent" if if_absent else "put")
 
     async def replicate(self, records: Sequence[Record]) -> None:
         await self._write_many("replicate", records, "copy")
 
-    async def _write_many(self, what: str, records: Sequence[Record], mode: str) -> None:
+    async def _write_many(
+        self, what: str, records: Sequence[Record], mode: str
+    ) -> list[int | None]:
         if not records:
-            return
+            return []
         now, op = _num(time.time()), _op()
-        groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
-        for record in records:
-            groups[(record.id.tenant, record.id.thread)].append(record)
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for position, record in enumerate(records):
+            groups[(record.id.tenant, record.id.thread)].append(position)
         calls: list[Call] = []
-        for (tenant, thread), group in groups.items():
+        replies: list[int] = []  # index in `calls` of each group's WRITE
+        for (tenant, thread), positions in groups.items():
+            group = [records[p] for p in positions]
             args: list[Any] = [now, mode, "", len(group), op]
             for record in group:
                 args += _fields(record, exact=mode == "copy")
             expires = _latest([r.expires_at for r in group])
             calls += self._writes(tenant, thread, expires, args)
-        await self._eval(what, calls, write=True, atomic=True)
+            replies.append(len(calls) - 1)
+        results = await self._eval(what, calls, write=True, atomic=True)
+        out: list[int | None] = [None] * len(records)
+        for positions, at in zip(groups.values(), replies, strict=True):
+            for position, version in zip(positions, results[at][1:], strict=True):
+                out[position] = None if version is None else int(version)
+        return out
 
     def _find_args(self, query: Query) -> list[Any]:
         limit = -1 if query.limit is None else query.limit

@@ -192,21 +192,29 @@ class SqliteStore(Store):
                     f"{record.id.describe()}: version is {stored if live else 0}, "
                     f"expected {expected_version}"
                 )
-            conn.execute(sql.UPSERT, _row(record, now))
-            return int(stored) + 1
+            (version,) = conn.execute(sql.UPSERT, _row(record, now)).fetchone()
+            return int(version)
 
         return await self._write(write)
 
-    async def put_many(self, records: Sequence[Record], *, if_absent: bool = False) -> None:
+    async def put_many(
+        self, records: Sequence[Record], *, if_absent: bool = False
+    ) -> list[int | None]:
+        """Every record in one transaction, in order; versions from ``RETURNING``."""
         if not records:
-            return
+            return []
         statement = sql.INSERT_IF_ABSENT if if_absent else sql.UPSERT
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: sqlite3.Connection) -> list[int | None]:
             now = time.time()
-            conn.executemany(statement, [_row(r, now) for r in records])
+            versions: list[int | None] = []
+            for record in records:
+                # Fetched here: the cursor must not leave this thread (see `replicate`).
+                row = conn.execute(statement, _row(record, now)).fetchone()
+                versions.append(None if row is None else int(row[0]))
+            return versions
 
-        await self._write(write)
+        return await self._write(write)
 
     async def replicate(self, records: Sequence[Record]) -> None:
         if not records:
