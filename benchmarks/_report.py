@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,19 @@ class Ratio:
     peer_value: float | None
     goal: float | None = None  # met when ratio <= goal
     unit: str = ""
+    #: with --repeat: the ratio of each repetition (the row shows their median)
+    runs: list[float] = field(default_factory=list)
 
     @property
     def ratio(self) -> float | None:
+        if self.runs:
+            return statistics.median(self.runs)
+        if self.ours_value is None or self.peer_value in (None, 0):
+            return None
+        return self.ours_value / self.peer_value  # type: ignore[operator]
+
+    @property
+    def single_ratio(self) -> float | None:
         if self.ours_value is None or self.peer_value in (None, 0):
             return None
         return self.ours_value / self.peer_value  # type: ignore[operator]
@@ -45,6 +56,9 @@ class Ratio:
             "ours_value": self.ours_value,
             "peer_value": self.peer_value,
             "ratio": self.ratio,
+            "ratio_min": min(self.runs) if self.runs else self.ratio,
+            "ratio_max": max(self.runs) if self.runs else self.ratio,
+            "ratio_runs": self.runs,
             "goal_max_ratio": self.goal,
             "status": self.status,
         }
@@ -60,6 +74,8 @@ class Check:
     value: float | None
     limit: float
     unit: str = ""
+    #: with --repeat: the value of each repetition (`value` is their median)
+    runs: list[float] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -74,9 +90,66 @@ class Check:
             "metric": self.metric,
             "unit": self.unit,
             "value": self.value,
+            "value_runs": self.runs,
             "limit": self.limit,
             "status": self.status,
         }
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def merge_ratios(repeats: list[list[Ratio]]) -> list[Ratio]:
+    """One row per (scenario, ours, peer, metric) over the repetitions: median values and
+    the median of the per-repetition ratios, whose min and max the table shows."""
+    merged: dict[tuple[str, str, str, str], list[Ratio]] = {}
+    for rows in repeats:
+        for r in rows:
+            merged.setdefault((r.scenario, r.ours, r.peer, r.metric), []).append(r)
+    out = []
+    for rows in merged.values():
+        first = rows[0]
+        runs = [x for x in (r.single_ratio for r in rows) if x is not None]
+        out.append(
+            Ratio(
+                first.scenario,
+                first.ours,
+                first.peer,
+                first.metric,
+                _median([r.ours_value for r in rows]),
+                _median([r.peer_value for r in rows]),
+                first.goal,
+                first.unit,
+                runs,
+            )
+        )
+    return out
+
+
+def merge_checks(repeats: list[list[Check]]) -> list[Check]:
+    """One row per (scenario, target, metric): the median value, min and max shown."""
+    merged: dict[tuple[str, str, str], list[Check]] = {}
+    for rows in repeats:
+        for c in rows:
+            merged.setdefault((c.scenario, c.target, c.metric), []).append(c)
+    out = []
+    for rows in merged.values():
+        first = rows[0]
+        runs = [c.value for c in rows if c.value is not None]
+        out.append(
+            Check(
+                first.scenario,
+                first.target,
+                first.metric,
+                _median(runs),  # type: ignore[arg-type]
+                first.limit,
+                first.unit,
+                runs,
+            )
+        )
+    return out
 
 
 def dig(results: dict[str, Any], name: str, *path: str) -> float | None:
@@ -106,30 +179,48 @@ def fmt(value: float | None, unit: str = "") -> str:
     return f"{text} {unit}".rstrip()
 
 
+def _spread(runs: list[float], unit: str = "", *, ratio: bool = True) -> str:
+    if len(runs) < 2:
+        return ""
+    if ratio:
+        return f"{min(runs):.3f}..{max(runs):.3f} ({len(runs)})"
+    return f"{fmt(min(runs), unit)}..{fmt(max(runs), unit)} ({len(runs)})"
+
+
 def ratio_table(ratios: list[Ratio]) -> list[str]:
-    lines = [
-        "| scenario | ours | peer | metric | ours | peer | ratio (ours/peer) | goal | status |",
-        "|---|---|---|---|---:|---:|---:|---:|---|",
-    ]
+    """Markdown rows; with repetitions the ratio is their median and a min..max column
+    (with the number of repetitions that measured it) is added."""
+    spread = any(len(r.runs) > 1 for r in ratios)
+    head = "| scenario | ours | peer | metric | ours | peer | ratio (ours/peer) |"
+    rule = "|---|---|---|---|---:|---:|---:|"
+    if spread:
+        head += " min..max (runs) |"
+        rule += "---:|"
+    lines = [head + " goal | status |", rule + "---:|---|"]
     for r in ratios:
         ratio = "-" if r.ratio is None else f"{r.ratio:.3f}"
         goal = "" if r.goal is None else f"<= {r.goal:g}"
+        extra = f" {_spread(r.runs)} |" if spread else ""
         lines.append(
             f"| {r.scenario} | {r.ours} | {r.peer} | {r.metric} | {fmt(r.ours_value, r.unit)} "
-            f"| {fmt(r.peer_value, r.unit)} | {ratio} | {goal} | {r.status} |"
+            f"| {fmt(r.peer_value, r.unit)} | {ratio} |{extra} {goal} | {r.status} |"
         )
     return lines
 
 
 def check_table(checks: list[Check]) -> list[str]:
-    lines = [
-        "| scenario | target | metric | value | limit | status |",
-        "|---|---|---|---:|---:|---|",
-    ]
+    spread = any(len(c.runs) > 1 for c in checks)
+    head = "| scenario | target | metric | value |"
+    rule = "|---|---|---|---:|"
+    if spread:
+        head += " min..max (runs) |"
+        rule += "---:|"
+    lines = [head + " limit | status |", rule + "---:|---|"]
     for c in checks:
+        extra = f" {_spread(c.runs, c.unit, ratio=False)} |" if spread else ""
         lines.append(
-            f"| {c.scenario} | {c.target} | {c.metric} | {fmt(c.value, c.unit)} "
-            f"| {fmt(c.limit, c.unit)} | {c.status} |"
+            f"| {c.scenario} | {c.target} | {c.metric} | {fmt(c.value, c.unit)} |{extra} "
+            f"{fmt(c.limit, c.unit)} | {c.status} |"
         )
     return lines
 

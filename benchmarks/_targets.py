@@ -44,6 +44,9 @@ class Session:
     measure: Any = None  # async () -> bytes stored now, or None
     stored_bytes: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: where it lives, for `open_at` (another process, a proxy): our URL or URL list, the
+    #: SQLite file path or the PostgreSQL URL of a peer.
+    url: Any = None
 
 
 def check_available(name: str, env: Env) -> None:
@@ -128,15 +131,16 @@ async def open_saver(name: str, env: Env, keys: Any = None) -> AsyncIterator[Ses
                 async def measure() -> int:
                     return await env.postgres_bytes(pg) + await env.redis_bytes(prefix)
 
-            session = Session(name, None, measure)
+            session = Session(name, None, measure, url=url)
             async with CheckpointSaver.from_url(url, keys=ring) as saver:
                 session.saver = saver
                 yield session
         else:
             session = Session(name, None)
-            async with _open_peer(name, env, cleanup) as (saver, measure):
+            async with _open_peer(name, env, cleanup) as (saver, measure, where):
                 session.saver = saver
                 session.measure = measure
+                session.url = where
                 yield session
         if measure is not None:
             session.stored_bytes = await measure()
@@ -147,7 +151,7 @@ async def _open_peer(name: str, env: Env, cleanup: AsyncExitStack) -> AsyncItera
     if name == "InMemorySaver":
         from langgraph.checkpoint.memory import InMemorySaver
 
-        yield InMemorySaver(), None
+        yield InMemorySaver(), None, None
     elif name == "AsyncSqliteSaver":
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
@@ -158,7 +162,7 @@ async def _open_peer(name: str, env: Env, cleanup: AsyncExitStack) -> AsyncItera
 
         async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
             await saver.setup()
-            yield saver, measure_sqlite
+            yield saver, measure_sqlite, str(path)
     else:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
         from psycopg.rows import dict_row
@@ -173,7 +177,7 @@ async def _open_peer(name: str, env: Env, cleanup: AsyncExitStack) -> AsyncItera
         if name == "AsyncPostgresSaver":
             async with AsyncPostgresSaver.from_conn_string(url) as saver:
                 await saver.setup()
-                yield saver, measure_pg
+                yield saver, measure_pg, url
             return
         serde = None
         if name == "AsyncPostgresSaver+AES":
@@ -189,7 +193,85 @@ async def _open_peer(name: str, env: Env, cleanup: AsyncExitStack) -> AsyncItera
         ) as pool:
             saver = AsyncPostgresSaver(pool, serde=serde)
             await saver.setup()
-            yield saver, measure_pg
+            yield saver, measure_pg, url
 
 
-__all__ = ["LANGGRAPH_TARGETS", "Session", "Unavailable", "check_available", "open_saver"]
+def benchmark_key_ring() -> Any:
+    """The key of `deterministic_key_ring("benchmarks")`, built from the public API only:
+    `checkpointers.testing` imports pytest, which a resumer process must not pay for."""
+    import hashlib
+
+    from checkpointers import KeyRing, LocalKey
+
+    seed = b"checkpointers-test-key:benchmarks"
+    return KeyRing([LocalKey(hashlib.sha256(seed).digest())])
+
+
+def preload(name: str) -> None:
+    """Import what opening configuration `name` needs (ours: the adapter and the store
+    modules its URL schemes load lazily), so that a timer started after this call times
+    the opening, not the imports."""
+    import importlib
+
+    from benchmarks._env import OUR_STORE_MODULES
+
+    modules: list[str]
+    if name.startswith("ours/"):
+        kind = name.split("/", 1)[1]
+        kinds = {"tiered": ("redis", "postgresql", "tiered"), "postgres": ("postgresql",)}
+        modules = ["adapters.langgraph"]
+        modules += [OUR_STORE_MODULES[k] for k in kinds.get(kind, (kind,)) if k != "memory"]
+    elif name == "AsyncSqliteSaver":
+        modules = ["langgraph.checkpoint.sqlite.aio"]
+    else:
+        modules = ["langgraph.checkpoint.postgres.aio", "psycopg_pool", "psycopg.rows"]
+    for module in modules:
+        importlib.import_module(module)
+
+
+@asynccontextmanager
+async def open_at(name: str, url: Any) -> AsyncIterator[Any]:
+    """Open configuration `name` on what `open_saver` created at `session.url`, creating
+    nothing (a resumer process, a counting proxy): only the savers that can be reached
+    from another process (not memory)."""
+    if name.startswith("ours/"):
+        from adapters.langgraph import CheckpointSaver
+
+        async with CheckpointSaver.from_url(url, keys=benchmark_key_ring()) as saver:
+            yield saver
+    elif name == "AsyncSqliteSaver":
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        async with AsyncSqliteSaver.from_conn_string(url) as saver:
+            yield saver
+    elif name == "AsyncPostgresSaver":
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+        async with AsyncPostgresSaver.from_conn_string(url) as saver:
+            yield saver
+    elif name == "AsyncPostgresSaver(pool)":
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        from psycopg.rows import dict_row
+        from psycopg_pool import AsyncConnectionPool
+
+        async with AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=10,
+            open=False,
+            kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        ) as pool:
+            yield AsyncPostgresSaver(pool)
+    else:
+        raise Unavailable(f"{name} cannot be reopened from another process")
+
+
+__all__ = [
+    "LANGGRAPH_TARGETS",
+    "Session",
+    "Unavailable",
+    "check_available",
+    "open_at",
+    "open_saver",
+    "preload",
+]

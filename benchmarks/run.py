@@ -1,9 +1,12 @@
 """Run the benchmark scenarios for `checkpointers` and its peers, side by side.
 
-    python -m benchmarks.run                    # scenarios 1, 2, 3, 5 at the default sizes
-    python -m benchmarks.run --quick            # CI smoke sizes (well under a minute)
+    python -m benchmarks.run                    # scenarios 1-6 at the default sizes
+    python -m benchmarks.run --repeat 3         # each scenario 3 times, interleaved
+    python -m benchmarks.run --quick            # CI smoke sizes (under a minute)
     python -m benchmarks.run --scenarios 1,5 --targets ours/sqlite,AsyncSqliteSaver
     python -m benchmarks.run --out benchmarks/results
+
+See benchmarks/README.md for what each scenario measures and how to read the tables.
 
 Every scenario runs our package and the peers in the same process, one configuration
 after the other, against the same PostgreSQL (CHECKPOINTERS_BENCH_POSTGRES_URL, default
@@ -11,6 +14,9 @@ postgresql://postgres@127.0.0.1:5432/test; each configuration gets its own throw
 database) and Redis (CHECKPOINTERS_BENCH_REDIS_URL, default redis://127.0.0.1:6379/0; each
 configuration gets its own key prefix). A configuration that cannot run (a store of ours
 that has not landed yet, a server that is down) is skipped with a printed note.
+
+With `--repeat N` the scenarios run N times, interleaved (1, 2, ..., 6, then again), and
+each ratio row shows the median of the N per-repetition ratios with their min and max.
 
 Writes `<out>/results.json`, `<out>/results.md` (ratios ours/peer, then the absolute
 numbers) and, when matplotlib is installed, `<out>/growth.png`.
@@ -35,6 +41,8 @@ from typing import Any
 
 from benchmarks import langgraph_scenarios as lg
 from benchmarks import pydantic_graph_scenarios as pg
+from benchmarks import resume as rs
+from benchmarks import store_latency as sl
 from benchmarks._env import Env, Unavailable
 from benchmarks._null_cipher import NullCipherKeyRing
 from benchmarks._report import (
@@ -43,13 +51,15 @@ from benchmarks._report import (
     check_table,
     detail_table,
     dig,
+    merge_checks,
+    merge_ratios,
     plot_growth,
     ratio_table,
 )
 from benchmarks._stats import dumps
 from benchmarks._targets import LANGGRAPH_TARGETS, open_saver
 
-ALL_SCENARIOS = (1, 2, 3, 5)
+ALL_SCENARIOS = (1, 2, 3, 4, 5, 6)
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,10 @@ class Sizes:
     pg_run_nodes: int = 5
     enc_threads: int = 40
     enc_repeats: int = 6
+    resume_threads: int = 30
+    lat_concurrency: tuple[int, ...] = (1, 20, 100)
+    lat_ops: int = 400
+    rt_calls: int = 20
 
 
 QUICK = Sizes(
@@ -80,6 +94,9 @@ QUICK = Sizes(
     pg_run_nodes=3,
     enc_threads=6,
     enc_repeats=1,
+    resume_threads=2,
+    lat_ops=60,
+    rt_calls=5,
 )
 
 S2_TARGETS = (
@@ -98,6 +115,25 @@ S3_CONCURRENT = (
     "FileStatePersistence",
 )
 S5_STORES = ("ours/memory", "ours/sqlite", "ours/postgres", "ours/redis")
+S4_TARGETS = (
+    "ours/sqlite",
+    "ours/postgres",
+    "ours/redis",
+    "ours/tiered",
+    "AsyncSqliteSaver",
+    "AsyncPostgresSaver",
+)
+S6_TARGETS = (
+    "ours/memory",
+    "ours/sqlite",
+    "ours/postgres",
+    "ours/redis",
+    "ours/tiered",
+    "InMemorySaver",
+    "AsyncSqliteSaver",
+    "AsyncPostgresSaver",
+    "AsyncPostgresSaver(pool)",
+)
 
 
 def say(text: str) -> None:
@@ -389,6 +425,175 @@ def ratios_3(r: dict[str, Any]) -> tuple[list[Ratio], list[Check]]:
     return ratios, checks
 
 
+# -- scenario 4 ----------------------------------------------------------------------------
+
+
+async def scenario_4(env: Env, sizes: Sizes, only: set[str] | None) -> dict[str, Any]:
+    say(
+        f"Scenario 4: resume after a crash, {sizes.resume_threads} threads, one fresh "
+        "python process per resume"
+    )
+    results: dict[str, Any] = {}
+    for name in selected(S4_TARGETS, only):
+
+        async def go(name: str = name) -> dict[str, Any]:
+            async with open_saver(name, env) as session:
+                return await rs.resume_latency(
+                    name,
+                    session.url,
+                    session.saver,
+                    threads=sizes.resume_threads,
+                    payload_bytes=sizes.payload_bytes,
+                )
+
+        results[name] = await attempt(name, go)
+    return results
+
+
+S4_PAIRS = (
+    ("ours/postgres", "AsyncPostgresSaver", "cold"),
+    ("ours/sqlite", "AsyncSqliteSaver", "cold"),
+    ("ours/redis", "AsyncPostgresSaver", "hot"),
+    ("ours/tiered", "AsyncPostgresSaver", "hot"),
+)
+
+
+def ratios_4(r: dict[str, Any]) -> tuple[list[Ratio], list[Check]]:
+    ratios = []
+    for o, p, temp in S4_PAIRS:
+        for key, label, q in (
+            ("spawn_to_first_node", "spawn to first node p50", "p50_ms"),
+            ("spawn_to_first_node", "spawn to first node p99", "p99_ms"),
+            ("startup", "interpreter + imports p50", "p50_ms"),
+            ("in_process", "in-process (open + get + first node) p50", "p50_ms"),
+            ("in_process", "in-process p99", "p99_ms"),
+        ):
+            ratios.append(
+                Ratio(
+                    "4",
+                    f"{o} ({temp})",
+                    p,
+                    label,
+                    dig(r, o, key, q),
+                    dig(r, p, key, q),
+                    None,
+                    "ms",
+                )
+            )
+    return ratios, []
+
+
+# -- scenario 6 ----------------------------------------------------------------------------
+
+
+async def scenario_6(env: Env, sizes: Sizes, only: set[str] | None) -> dict[str, Any]:
+    levels = ", ".join(map(str, sizes.lat_concurrency))
+    say(
+        f"Scenario 6: put/get of a {sizes.payload_bytes} B checkpoint at concurrency {levels}, "
+        f"~{sizes.lat_ops} calls per phase; round trips over {sizes.rt_calls} calls"
+    )
+    results: dict[str, Any] = {}
+    for name in selected(S6_TARGETS, only):
+
+        async def go(name: str = name) -> dict[str, Any]:
+            async with open_saver(name, env) as session:
+                result = await sl.latency(
+                    session.saver,
+                    concurrencies=sizes.lat_concurrency,
+                    ops=sizes.lat_ops,
+                    payload_bytes=sizes.payload_bytes,
+                )
+                trips = await sl.round_trips(
+                    name, env, session.url, calls=sizes.rt_calls, payload_bytes=sizes.payload_bytes
+                )
+            return {"levels": result, "round_trips": trips}
+
+        results[name] = await attempt(name, go)
+    return results
+
+
+S6_PAIRS = (
+    ("ours/postgres", "AsyncPostgresSaver", True),
+    ("ours/postgres", "AsyncPostgresSaver(pool)", False),
+    ("ours/redis", "AsyncPostgresSaver", True),
+    ("ours/tiered", "AsyncPostgresSaver", False),
+    ("ours/sqlite", "AsyncSqliteSaver", False),
+    ("ours/memory", "InMemorySaver", False),
+)
+
+
+def ratios_6(r: dict[str, Any]) -> tuple[list[Ratio], list[Check]]:
+    ratios = []
+    levels: list[str] = []
+    for value in r.values():
+        if isinstance(value, dict) and "levels" in value:
+            levels = list(value["levels"])
+            break
+    for o, p, full in S6_PAIRS:
+        for c in levels:
+            metrics = [("put", "p50_ms"), ("get", "p50_ms")]
+            if full:
+                metrics += [("put", "p99_ms"), ("get", "p99_ms"), ("put", "wall_s")]
+                metrics += [("get", "wall_s")]
+            for op, q in metrics:
+                label = (
+                    f"c={c} {op} {q[:3]}"
+                    if q != "wall_s"
+                    else f"c={c} {op} phase wall (1/throughput)"
+                )
+                ratios.append(
+                    Ratio(
+                        "6",
+                        o,
+                        p,
+                        label,
+                        dig(r, o, "levels", c, op, q),
+                        dig(r, p, "levels", c, op, q),
+                        None,
+                        "s" if q == "wall_s" else "ms",
+                    )
+                )
+    first = levels[0] if levels else "1"
+    checks = [
+        Check(
+            "6",
+            "ours/redis",
+            f"c={first} get p50",
+            dig(r, "ours/redis", "levels", first, "get", "p50_ms"),
+            1.0,
+            "ms",
+        ),
+        Check(
+            "6",
+            "ours/tiered",
+            f"c={first} get p50 (hot hit)",
+            dig(r, "ours/tiered", "levels", first, "get", "p50_ms"),
+            1.0,
+            "ms",
+        ),
+        Check(
+            "6",
+            "ours/postgres",
+            f"c={first} get p50",
+            dig(r, "ours/postgres", "levels", first, "get", "p50_ms"),
+            3.0,
+            "ms",
+        ),
+    ]
+    for name in ("ours/redis", "ours/postgres"):
+        for op in ("put", "get"):
+            checks.append(
+                Check(
+                    "6",
+                    name,
+                    f"round trips per {op} (aim: 1)",
+                    dig(r, name, "round_trips", op, "round_trips"),
+                    1.0,
+                )
+            )
+    return ratios, checks
+
+
 # -- scenario 5 ----------------------------------------------------------------------------
 
 
@@ -518,7 +723,9 @@ RUNNERS = {
     1: (scenario_1, ratios_1),
     2: (scenario_2, ratios_2),
     3: (scenario_3, ratios_3),
+    4: (scenario_4, ratios_4),
     5: (scenario_5, ratios_5),
+    6: (scenario_6, ratios_6),
 }
 
 
@@ -529,8 +736,10 @@ async def run(
     only: set[str] | None = None,
     *,
     servers: bool = True,
+    repeat: int = 1,
 ) -> dict[str, Any]:
-    """Run `scenarios` and write the reports to `out` (if given); returns the results.
+    """Run `scenarios` (`repeat` times, interleaved) and write the reports to `out` (if
+    given); returns the results.
 
     `only` limits the configurations by name; `servers=False` skips every PostgreSQL and
     Redis configuration without connecting (the smoke test)."""
@@ -538,29 +747,48 @@ async def run(
     report: dict[str, Any] = {
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sizes": sizes.__dict__,
+        "repeat": repeat,
         "versions": versions(),
         "scenarios": {},
+        "repeats": [],
         "ratios": [],
         "checks": [],
     }
+    per_ratios: dict[int, list[list[Ratio]]] = {n: [] for n in scenarios}
+    per_checks: dict[int, list[list[Check]]] = {n: [] for n in scenarios}
     try:
         report["versions"].update(await server_versions(env))
         for note in (env.postgres_error, env.redis_error):
             if note:
                 say(f"note: {note}: its configurations are skipped")
-        for number in scenarios:
-            scenario, make_ratios = RUNNERS[number]
-            start = time.perf_counter()
-            results = await scenario(env, sizes, only)
-            report["scenarios"][str(number)] = results
-            ratios, checks = make_ratios(results)
-            report["ratios"] += [x.as_dict() for x in ratios]
-            report["checks"] += [x.as_dict() for x in checks]
-            say(f"  scenario {number} took {time.perf_counter() - start:.1f}s")
-            report.setdefault("_objects", []).append((number, ratios, checks))
+        for rep in range(repeat):
+            this: dict[str, Any] = {}
+            if repeat > 1:
+                say(f"[repetition {rep + 1}/{repeat}]")
+            for number in scenarios:
+                scenario, make_ratios = RUNNERS[number]
+                start = time.perf_counter()
+                results = await scenario(env, sizes, only)
+                this[str(number)] = results
+                ratios, checks = make_ratios(results)
+                per_ratios[number].append(ratios)
+                per_checks[number].append(checks)
+                say(f"  scenario {number} took {time.perf_counter() - start:.1f}s")
+            report["repeats"].append(this)
+            # The detail tables show the last repetition; every one is in the JSON.
+            report["scenarios"] = this
     finally:
         await env.aclose()
-    objects = report.pop("_objects", [])
+    objects = [
+        (n, merge_ratios(per_ratios[n]), merge_checks(per_checks[n]))
+        for n in scenarios
+        if per_ratios[n]
+    ]
+    for _, ratios, checks in objects:
+        report["ratios"] += [x.as_dict() for x in ratios]
+        report["checks"] += [x.as_dict() for x in checks]
+    if repeat == 1:
+        del report["repeats"]
     if out is not None:
         write(report, objects, out)
     return report
@@ -573,6 +801,14 @@ def write(report: dict[str, Any], objects: list[Any], out: Path) -> None:
     lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()))
     lines.append("")
     lines.append("Sizes: " + ", ".join(f"{k}={v}" for k, v in report["sizes"].items()))
+    repeat = report.get("repeat", 1)
+    if repeat > 1:
+        lines += [
+            "",
+            f"Repetitions: {repeat}, interleaved. Ratios are the median of the per-repetition "
+            "ratios (min..max beside them), values the median of each side; the absolute "
+            "tables below are the last repetition (every one is in results.json).",
+        ]
     lines += ["", "## Ratios (ours / peer; below 1 means ours is smaller or faster)", ""]
     all_ratios = [r for _, ratios, _ in objects for r in ratios]
     all_checks = [c for _, _, checks in objects for c in checks]
@@ -637,6 +873,67 @@ def write(report: dict[str, Any], objects: list[Any], out: Path) -> None:
                 ("incomplete", lambda v: v["incomplete_histories"], ""),
             ],
         )
+    if "4" in scenarios:
+        lines += ["", "## Scenario 4: resume after a crash, fresh process (absolute)", ""]
+        lines += detail_table(
+            scenarios["4"],
+            [
+                ("threads", lambda v: v["threads"], ""),
+                ("spawn to first node p50/p99 ms", lambda v: _pair(v["spawn_to_first_node"]), ""),
+                ("interpreter + imports p50/p99 ms", lambda v: _pair(v["startup"]), ""),
+                ("in-process p50/p99 ms", lambda v: _pair(v["in_process"]), ""),
+                ("open p50/p99 ms", lambda v: _pair(v["open"]), ""),
+                ("first aget_tuple p50/p99 ms", lambda v: _pair(v["aget_tuple"]), ""),
+            ],
+        )
+    if "6" in scenarios:
+        lines += ["", "## Scenario 6: put/get latency and throughput (absolute)", ""]
+        levels = next((list(v["levels"]) for v in scenarios["6"].values() if "levels" in v), [])
+        for c in levels:
+            lines += ["", f"Concurrency {c}:", ""]
+            lines += detail_table(
+                scenarios["6"],
+                [
+                    ("put p50/p99 ms", lambda v, c=c: _pair(v["levels"][c]["put"]), ""),
+                    ("put/s", lambda v, c=c: v["levels"][c]["put"]["per_s"], ""),
+                    ("get p50/p99 ms", lambda v, c=c: _pair(v["levels"][c]["get"]), ""),
+                    ("get/s", lambda v, c=c: v["levels"][c]["get"]["per_s"], ""),
+                ],
+            )
+        lines += [
+            "",
+            "Round trips per call (client->server flights counted by a TCP proxy) and what "
+            "the server counted (Redis INFO commandstats calls, server-wide; PostgreSQL "
+            "statements seen on the wire, Query + Execute messages):",
+            "",
+        ]
+        lines += detail_table(
+            scenarios["6"],
+            [
+                ("put round trips", lambda v: v["round_trips"]["put"]["round_trips"], ""),
+                ("get round trips", lambda v: v["round_trips"]["get"]["round_trips"], ""),
+                (
+                    "put redis cmds",
+                    lambda v: v["round_trips"]["put"].get("redis commands"),
+                    "",
+                ),
+                (
+                    "get redis cmds",
+                    lambda v: v["round_trips"]["get"].get("redis commands"),
+                    "",
+                ),
+                (
+                    "put pg statements",
+                    lambda v: v["round_trips"]["put"].get("postgres statements (wire)"),
+                    "",
+                ),
+                (
+                    "get pg statements",
+                    lambda v: v["round_trips"]["get"].get("postgres statements (wire)"),
+                    "",
+                ),
+            ],
+        )
     if "5" in scenarios:
         lines += ["", "## Scenario 5: encryption cost (absolute)", ""]
         lines += detail_table(
@@ -669,13 +966,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scenarios",
         default=",".join(map(str, ALL_SCENARIOS)),
-        help="comma-separated scenario numbers (default 1,2,3,5)",
+        help="comma-separated scenario numbers (default 1,2,3,4,5,6)",
     )
     parser.add_argument(
         "--targets", default=None, help="comma-separated configuration names to run (default: all)"
     )
     parser.add_argument("--out", default="benchmarks/results", help="output directory")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the scenarios N times, interleaved; report median ratio and min/max",
+    )
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat takes a number >= 1")
     try:
         scenarios = [int(s) for s in args.scenarios.split(",") if s.strip()]
     except ValueError:
@@ -686,7 +991,7 @@ def main(argv: list[str] | None = None) -> int:
     only = None if args.targets is None else {t.strip() for t in args.targets.split(",")}
     sizes = QUICK if args.quick else Sizes()
     start = time.perf_counter()
-    report = asyncio.run(run(scenarios, sizes, Path(args.out), only))
+    report = asyncio.run(run(scenarios, sizes, Path(args.out), only, repeat=args.repeat))
     say("")
     for line in ratio_table([Ratio(**_ratio_args(r)) for r in report["ratios"]]):
         say(line)
@@ -704,6 +1009,7 @@ def _ratio_args(row: dict[str, Any]) -> dict[str, Any]:
         "peer_value": row["peer_value"],
         "goal": row["goal_max_ratio"],
         "unit": row["unit"],
+        "runs": row.get("ratio_runs") or [],
     }
 
 
