@@ -30,21 +30,20 @@ tier serves point reads (`get`, `get_many`), which are what the hit ratio measur
 from __future__ import annotations
 
 import contextlib
-import enum
-import hashlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Final, Literal, TypeVar
+from typing import Any
 
-from checkpointers._tiered_compare import (
-    MISSING,
-    Difference,
-    ThreadReport,
-    TierDigest,
-    differences,
-    fingerprint,
-    summary,
+from checkpointers import _tiered_archive, _tiered_reads, _tiered_verify, _tiered_writes
+from checkpointers._tiered_compare import ThreadReport, TierDigest
+from checkpointers._tiered_hot import (
+    SKIPPED,
+    DirtySet,
+    after_durable_write,
+    mark_dirty,
+    on_hot,
+    to_hot,
 )
 from checkpointers._tiered_write_behind import (
     Backoff,
@@ -53,13 +52,7 @@ from checkpointers._tiered_write_behind import (
     pending_in_scope,
     widen,
 )
-from checkpointers.errors import (
-    ConfigurationError,
-    IntegrityError,
-    RecordNotFoundError,
-    StoreUnavailableError,
-)
-from checkpointers.observability import log_event, record_failover
+from checkpointers.errors import ConfigurationError, StoreUnavailableError
 from checkpointers.record import Claim, Query, Record, RecordId
 from checkpointers.resilience import CircuitBreaker
 from checkpointers.stores.base import Store
@@ -67,19 +60,8 @@ from checkpointers.urls import open_store
 
 __all__ = ["Backoff", "ThreadReport", "TierDigest", "TierStats", "TieredStore"]
 
-T = TypeVar("T")
-
-
-class _Skipped(enum.Enum):
-    SKIPPED = "skipped"
-
-
-#: What `_on_hot` returns when the hot tier was not used (absent, broken or failing).
-SKIPPED: Final = _Skipped.SKIPPED
-
 DEFAULT_HOT_TTL = 24 * 3600.0
 DEFAULT_ARCHIVE_RETENTION = 7 * 365 * 24 * 3600.0
-_MAX_DIRTY = 10_000
 _ARCHIVE_SCHEMES = frozenset({"azblob", "https"})
 
 
@@ -107,14 +89,6 @@ class TierStats:
         """Share of point reads served by the hot tier; None before the first read."""
         total = self.hot_hits + self.hot_misses
         return None if total == 0 else self.hot_hits / total
-
-
-def _digest(records: Sequence[Record]) -> str:
-    h = hashlib.sha256()
-    for record in sorted(records, key=lambda r: r.id):
-        h.update(repr((record.id, record.sort, record.group, record.status)).encode())
-        h.update(hashlib.sha256(record.body).digest())
-    return h.hexdigest()
 
 
 class TieredStore(Store):
@@ -195,11 +169,8 @@ class TieredStore(Store):
         self._owns_stores = owns_stores
         self._owned_resources = owns_stores
         # What was written or deleted while the hot tier was unreachable: evicted from it
-        # before it serves again. On overflow the hot tier waits out its TTL instead.
-        self._dirty: set[RecordId] = set()
-        self._dirty_threads: set[tuple[str, str]] = set()
-        self._dirty_tenants: set[str] = set()
-        self._hot_banned_until = 0.0
+        # before it serves again (see `checkpointers._tiered_hot`).
+        self._dirty = DirtySet()
         self._queue: WriteQueue | None = None
         if write_behind:
             if hot is None:
@@ -256,83 +227,12 @@ class TieredStore(Store):
         )
         return tiered, common
 
-    # -- hot tier guard -------------------------------------------------------------------
-
-    def _hot_usable(self) -> bool:
-        return (
-            self.hot is not None
-            and self.breaker.allow()
-            and time.monotonic() >= self._hot_banned_until
-        )
-
-    async def _on_hot(
-        self, op: Callable[[Store], Awaitable[T]], what: str
-    ) -> T | Literal[_Skipped.SKIPPED]:
-        """Run `op` on the hot tier; SKIPPED when it is absent, broken or just failed."""
-        hot = self.hot
-        if hot is None or not self._hot_usable():
-            return SKIPPED
-        try:
-            if self._dirty or self._dirty_threads or self._dirty_tenants:
-                await self._evict_dirty(hot)
-            result = await op(hot)
-        except StoreUnavailableError as exc:
-            if self.breaker.record_failure():
-                self.stats.failovers += 1
-                record_failover("hot", "durable", operation=what, error=type(exc).__name__)
-            return SKIPPED
-        if self.breaker.record_success():
-            record_failover("durable", "hot", operation=what)
-        return result
-
-    async def _evict_dirty(self, hot: Store) -> None:
-        ids, threads, tenants = (
-            list(self._dirty),
-            list(self._dirty_threads),
-            list(self._dirty_tenants),
-        )
-        if ids:
-            await hot.delete(ids)
-        for tenant, thread in threads:
-            await hot.delete_thread(tenant, thread)
-        for tenant in tenants:
-            await hot.delete_tenant(tenant)
-        self._dirty.difference_update(ids)
-        self._dirty_threads.difference_update(threads)
-        self._dirty_tenants.difference_update(tenants)
-
-    def _mark_dirty(self, ids: Sequence[RecordId] = (), thread: tuple[str, str] | None = None,
-                    tenant: str | None = None) -> None:  # fmt: skip
-        if self.hot is None:
-            return
-        self._dirty.update(ids)
-        if thread is not None:
-            self._dirty_threads.add(thread)
-        if tenant is not None:
-            self._dirty_tenants.add(tenant)
-        if len(self._dirty) + len(self._dirty_threads) > _MAX_DIRTY:
-            self._dirty.clear()
-            self._dirty_threads.clear()
-            self._hot_banned_until = time.monotonic() + self.hot_ttl
-
-    def _hot_copy(self, record: Record) -> Record:
-        limit = time.time() + self.hot_ttl
-        expires = limit if record.expires_at is None else min(record.expires_at, limit)
-        return replace(record, expires_at=expires)
-
-    async def _to_hot(self, records: Sequence[Record], what: str) -> None:
-        if self.hot is None or not records:
-            return
-        copies = [self._hot_copy(r) for r in records]
-        if await self._on_hot(lambda hot: hot.replicate(copies), what) is SKIPPED:
-            self._mark_dirty([r.id for r in records])
-
     # -- protocol -------------------------------------------------------------------------
 
     async def setup(self) -> None:
         await self.durable.setup()
         if self.hot is not None:
-            await self._on_hot(lambda hot: hot.setup(), "setup")
+            await on_hot(self, lambda hot: hot.setup(), "setup")
         if self.archive is not None:
             await self.archive.setup()
 
@@ -345,91 +245,7 @@ class TieredStore(Store):
         from the archive, for threads the durable tier holds nothing of (archived
         threads: a live thread's absent record is not looked up in the archive, which is
         slow)."""
-        queue = self._queue
-        if queue is None or not queue.latest or not record_ids:
-            return await self._read_tiers(record_ids)
-        now = time.time()
-        out: list[Record | None] = [None] * len(record_ids)
-        rest: list[int] = []
-        for i, rid in enumerate(record_ids):
-            queued = queue.latest.get(rid)
-            if queued is None:
-                rest.append(i)
-            elif queued.expires_at is None or queued.expires_at > now:
-                out[i] = queued
-        self.stats.hot_hits += len(record_ids) - len(rest)
-        if rest:
-            for i, record in zip(rest, await self._read_tiers([record_ids[i] for i in rest]),
-                                 strict=True):  # fmt: skip
-                out[i] = record
-        return out
-
-    async def _read_tiers(self, record_ids: Sequence[RecordId]) -> list[Record | None]:
-        if not record_ids:
-            return []
-        cached = await self._on_hot(lambda hot: hot.get_many(record_ids), "get")
-        out: list[Record | None] = [None] * len(record_ids) if cached is SKIPPED else cached
-        misses = [i for i, record in enumerate(out) if record is None]
-        self.stats.hot_hits += len(record_ids) - len(misses)
-        if not misses:
-            return out
-        found = await self.durable.get_many([record_ids[i] for i in misses])
-        fresh: dict[RecordId, Record] = {}
-        left: list[int] = []
-        for i, record in zip(misses, found, strict=True):
-            out[i] = record
-            if record is None:
-                left.append(i)
-            else:
-                fresh[record.id] = record
-        self.stats.hot_misses += len(fresh)
-        queue = self._queue
-        # A write queued (or being queued) since the durable read is newer: not copied.
-        repopulate = [r for r in fresh.values() if queue is None or not queue.is_pending(r.id)]
-        await self._to_hot(repopulate, "repopulate")
-        archive = self.archive
-        if left and archive is not None:
-            left = await self._archived_only(record_ids, left, out)
-        if left and archive is not None:
-            archived = await archive.get_many([record_ids[i] for i in left])
-            for i, record in zip(left, archived, strict=True):
-                out[i] = record
-            self.stats.archive_reads += sum(1 for r in archived if r is not None)
-            self.stats.hot_misses += sum(1 for r in archived if r is not None)
-        self.stats.absent_reads += sum(1 for r in out if r is None)
-        return out
-
-    async def _archived_only(
-        self, record_ids: Sequence[RecordId], left: list[int], out: Sequence[Record | None]
-    ) -> list[int]:
-        """The positions in `left` whose thread has no record in the durable tier."""
-        live = {(r.id.tenant, r.id.thread) for r in out if r is not None}
-        for rid in {(record_ids[i].tenant, record_ids[i].thread) for i in left} - live:
-            if await self.durable.find(Query(tenant=rid[0], thread=rid[1], limit=1)):
-                live.add(rid)
-        return [i for i in left if (record_ids[i].tenant, record_ids[i].thread) not in live]
-
-    async def _after_durable_write(self, record_ids: Sequence[RecordId], what: str) -> None:
-        # Copy what the durable tier now holds (with its row versions: an upsert bumped
-        # them, an insert-if-absent kept what was there) to the hot tier, read back in
-        # one `get_many`.
-        if self.hot is None:
-            return
-        if not self._hot_usable():
-            self._mark_dirty(record_ids)
-            return
-        try:
-            stored = await self.durable.get_many(list(dict.fromkeys(record_ids)))
-        except StoreUnavailableError:
-            # The write is durable; only reading it back failed: the hot tier must not
-            # keep an older copy of what was just written.
-            await self._drop_from_hot(record_ids, what)
-            return
-        await self._to_hot([r for r in stored if r is not None], what)
-
-    async def _drop_from_hot(self, record_ids: Sequence[RecordId], what: str) -> None:
-        if await self._on_hot(lambda hot: hot.delete(record_ids), what) is SKIPPED:
-            self._mark_dirty(record_ids)
+        return await _tiered_reads.get_many(self, record_ids)
 
     async def put(self, record: Record, *, expected_version: int | None = None) -> int:
         """Write-through (or, in write-behind mode without `expected_version`, queued).
@@ -449,7 +265,7 @@ class TieredStore(Store):
         version = await self.durable.put(record, expected_version=expected_version)
         if self.hot is not None:
             stored = replace(record, version=version, updated_at=time.time())
-            await self._to_hot([stored], "put")
+            await to_hot(self, [stored], "put")
         return version
 
     async def put_many(
@@ -465,61 +281,14 @@ class TieredStore(Store):
             StoreUnavailableError: the durable tier failed (now, or a queued flush).
         """
         if self._queue is not None and records:
-            return await self._put_behind(records, if_absent)
-        return await self._put_through(records, if_absent)
-
-    async def _put_through(self, records: Sequence[Record], if_absent: bool) -> list[int | None]:
-        versions = await self.durable.put_many(records, if_absent=if_absent)
-        if self.hot is not None:
-            now = time.time()
-            written = [replace(r, version=v, updated_at=now)
-                       for r, v in zip(records, versions, strict=True)
-                       if v is not None]  # fmt: skip
-            await self._to_hot(written, "put_many")
-        return versions
-
-    async def _put_behind(self, records: Sequence[Record], if_absent: bool) -> list[int | None]:
-        queue = self._queue
-        assert queue is not None
-        if queue.failure is not None or len(queue) >= queue.max_pending:
-            await queue.flush()  # raises while the durable tier stays down
-        limit = time.time() + self._pending_ttl
-        copies = [replace(r, expires_at=limit if r.expires_at is None else
-                          min(r.expires_at, limit)) for r in records]  # fmt: skip
-        ids = [r.id for r in records]
-        with queue.reserve(ids):
-            versions = await self._on_hot(
-                lambda hot: hot.put_many(copies, if_absent=if_absent), "put_many"
-            )
-            if versions is SKIPPED:
-                # The hot write may have applied: evict it when the tier is back. Queued
-                # writes go first, so that this one lands after them.
-                self._mark_dirty(ids)
-                await queue.flush()
-                return await self._put_through(records, if_absent)
-            now = time.time()
-            queue.add([replace(r, version=v, updated_at=now)
-                       for r, v in zip(records, versions, strict=True) if v is not None],
-                      if_absent=if_absent)  # fmt: skip
-        return versions
+            return await _tiered_writes.put_behind(self, records, if_absent)
+        return await _tiered_writes.put_through(self, records, if_absent)
 
     async def _flush_write(self, records: list[Record], if_absent: bool) -> list[int | None]:
         return await self.durable.put_many(records, if_absent=if_absent)
 
     async def _flushed(self, records: list[Record], versions: list[int | None]) -> None:
-        """After a flush: the hot tier gets the durable versions of what was written, and
-        loses what the durable tier skipped; records queued again since are left alone."""
-        queue = self._queue
-        assert queue is not None
-        now = time.time()
-        written = [replace(r, version=v, updated_at=now)
-                   for r, v in zip(records, versions, strict=True)
-                   if v is not None and not queue.is_pending(r.id)]  # fmt: skip
-        skipped = [r.id for r, v in zip(records, versions, strict=True)
-                   if v is None and not queue.is_pending(r.id)]  # fmt: skip
-        await self._to_hot(written, "flush")
-        if skipped:
-            await self._drop_from_hot(skipped, "flush")
+        await _tiered_writes.flushed(self, records, versions)
 
     async def flush(self) -> int:
         """Write-behind: write every queued write to the durable tier now; returns how
@@ -547,7 +316,7 @@ class TieredStore(Store):
         # The durable tier may have kept a higher version than a copy given here: the hot
         # tier gets what the durable tier holds now.
         await self.durable.replicate(records)
-        await self._after_durable_write([r.id for r in records], "replicate")
+        await after_durable_write(self, [r.id for r in records], "replicate")
 
     async def find(self, query: Query) -> list[Record]:
         queue = self._queue
@@ -565,7 +334,7 @@ class TieredStore(Store):
         await self._flush_if(self._pending(claim.tenant, claim.thread))
         claimed = await self.durable.claim(claim)
         if claimed is not None:
-            await self._to_hot([claimed], "claim")
+            await to_hot(self, [claimed], "claim")
         return claimed
 
     @contextlib.asynccontextmanager
@@ -585,8 +354,8 @@ class TieredStore(Store):
 
     async def _delete(self, record_ids: Sequence[RecordId]) -> int:
         count = await self.durable.delete(record_ids)
-        if await self._on_hot(lambda hot: hot.delete(record_ids), "delete") is SKIPPED:
-            self._mark_dirty(record_ids)
+        if await on_hot(self, lambda hot: hot.delete(record_ids), "delete") is SKIPPED:
+            mark_dirty(self, record_ids)
         if self.archive is not None:
             count = max(count, await self.archive.delete(record_ids))
         return count
@@ -597,9 +366,9 @@ class TieredStore(Store):
 
     async def _delete_thread(self, tenant: str, thread: str) -> int:
         count = await self.durable.delete_thread(tenant, thread)
-        hot_done = await self._on_hot(lambda hot: hot.delete_thread(tenant, thread), "erase")
+        hot_done = await on_hot(self, lambda hot: hot.delete_thread(tenant, thread), "erase")
         if hot_done is SKIPPED:
-            self._mark_dirty(thread=(tenant, thread))
+            mark_dirty(self, thread=(tenant, thread))
         if self.archive is not None:
             count += await self.archive.delete_thread(tenant, thread)
         return count
@@ -610,8 +379,8 @@ class TieredStore(Store):
 
     async def _delete_tenant(self, tenant: str) -> int:
         count = await self.durable.delete_tenant(tenant)
-        if await self._on_hot(lambda hot: hot.delete_tenant(tenant), "erase") is SKIPPED:
-            self._mark_dirty(tenant=tenant)
+        if await on_hot(self, lambda hot: hot.delete_tenant(tenant), "erase") is SKIPPED:
+            mark_dirty(self, tenant=tenant)
         if self.archive is not None:
             count += await self.archive.delete_tenant(tenant)
         return count
@@ -628,7 +397,7 @@ class TieredStore(Store):
 
     async def sweep(self, *, now: float | None = None, limit: int = 1000) -> int:
         count = await self.durable.sweep(now=now, limit=limit)
-        await self._on_hot(lambda hot: hot.sweep(now=now, limit=limit), "sweep")
+        await on_hot(self, lambda hot: hot.sweep(now=now, limit=limit), "sweep")
         if self.archive is not None:
             count += await self.archive.sweep(now=now, limit=limit)
         return count
@@ -656,11 +425,6 @@ class TieredStore(Store):
 
     # -- archive --------------------------------------------------------------------------
 
-    def _require_archive(self) -> Store:
-        if self.archive is None:
-            raise ConfigurationError("no archive tier is configured")
-        return self.archive
-
     async def archive_thread(self, tenant: str, thread: str) -> int:
         """Move a thread to the archive: copy, read back, compare digests, then delete it
         from the durable and hot tiers. Returns how many records moved.
@@ -669,27 +433,7 @@ class TieredStore(Store):
             RecordNotFoundError: the thread has no records in the durable tier.
             IntegrityError: the archived copy differs (nothing is deleted then).
         """
-        archive = self._require_archive()
-        await self._flush_if(self._pending(tenant, thread))
-        records = await self.durable.find(Query(tenant=tenant, thread=thread))
-        if not records:
-            raise RecordNotFoundError(f"thread {thread!r} of tenant {tenant!r} has no records")
-        copies = self._archive_copies(records)
-        await archive.replicate(copies)
-        stored = await archive.find(Query(tenant=tenant, thread=thread))
-        if _digest(stored) != _digest(copies):
-            raise IntegrityError(f"archived copy of thread {thread!r} differs; nothing deleted")
-        await self.durable.delete_thread(tenant, thread)
-        if await self._on_hot(lambda hot: hot.delete_thread(tenant, thread), "archive") is SKIPPED:
-            self._mark_dirty(thread=(tenant, thread))
-        log_event("checkpointers.archive", tenant=tenant, thread_id=thread, records=len(records))
-        return len(records)
-
-    def _archive_copies(self, records: Sequence[Record]) -> list[Record]:
-        """Copies for the archive: expiring no sooner than the archive retention."""
-        expiry = None if self.archive_retention is None else time.time() + self.archive_retention
-        return [replace(r, expires_at=expiry if r.expires_at is None else
-                        max(r.expires_at, expiry or 0.0)) for r in records]  # fmt: skip
+        return await _tiered_archive.archive_thread(self, tenant, thread)
 
     async def restore_thread(self, tenant: str, thread: str) -> int:
         """Copy an archived thread back into the durable tier (the archive keeps it).
@@ -701,25 +445,7 @@ class TieredStore(Store):
             RecordNotFoundError: the archive has no such thread.
             IntegrityError: the restored copy differs from the archive.
         """
-        archive = self._require_archive()
-        await self._flush_if(self._pending(tenant, thread))
-        records = await archive.find(Query(tenant=tenant, thread=thread))
-        if not records:
-            raise RecordNotFoundError(f"thread {thread!r} of tenant {tenant!r} is not archived")
-        restored = [replace(r, expires_at=None) for r in records]
-        await self.durable.replicate(restored)
-        back = {r.id: r for r in await self.durable.find(Query(tenant=tenant, thread=thread))}
-        for record in restored:
-            got = back.get(record.id)
-            if (
-                got is None
-                or got.version < record.version
-                or (got.version == record.version and fingerprint(got) != fingerprint(record))
-            ):
-                raise IntegrityError(f"restored copy of thread {thread!r} differs from the archive")
-        await self._after_durable_write([r.id for r in restored], "restore")
-        log_event("checkpointers.restore", tenant=tenant, thread_id=thread, records=len(records))
-        return len(records)
+        return await _tiered_archive.restore_thread(self, tenant, thread)
 
     async def compare_thread(
         self, tenant: str, thread: str, *, repair: bool = False
@@ -740,78 +466,11 @@ class TieredStore(Store):
             StoreUnavailableError: the durable tier or the archive failed.
             IntegrityError: the archive copy written by the repair differs on read-back.
         """
-        query = Query(tenant=tenant, thread=thread)
-        await self._flush_if(self._pending(tenant, thread))
-        durable = await self.durable.find(query)
-        archived = None if self.archive is None else await self.archive.find(query)
-        truth_name = "durable" if durable or not archived else "archive"
-        truth = durable if truth_name == "durable" or archived is None else archived
-        digests: dict[str, TierDigest] = {"durable": summary(durable)}
-        found: list[Difference] = []
-        unreachable: list[str] = []
-        if self.hot is not None:
-            hot = await self._on_hot(lambda tier: tier.find(query), "compare")
-            if hot is SKIPPED:
-                unreachable.append("hot")
-            else:
-                digests["hot"] = summary(hot)
-                found += differences(truth, hot, "hot", complete=False)
-        if archived is not None:
-            digests["archive"] = summary(archived)
-            if durable and archived:
-                found += differences(durable, archived, "archive", complete=True)
-        repaired = False
-        if repair and found:
-            stale_hot = [d.record for d in found if d.tier == "hot"]
-            if stale_hot:
-                await self._drop_from_hot(stale_hot, "repair")
-            stale_archive = [d.record for d in found if d.tier == "archive"]
-            if stale_archive:
-                await self._rearchive(
-                    thread, durable,
-                    [d.record for d in found if d.tier == "archive" and d.problem != MISSING],
-                )  # fmt: skip
-            repaired = True
-        log_event("checkpointers.verify", tenant=tenant, thread_id=thread,
-                  differences=len(found), repaired=repaired)  # fmt: skip
-        return ThreadReport(
-            tenant=tenant,
-            thread=thread,
-            truth=truth_name,
-            tiers=digests,
-            differences=tuple(found),
-            unreachable=tuple(unreachable),
-            repaired=repaired,
-        )
-
-    async def _rearchive(
-        self, thread: str, records: Sequence[Record], doomed: Sequence[RecordId]
-    ) -> None:
-        """Make the archive's copy of a thread that of the durable tier, verified."""
-        archive = self._require_archive()
-        if doomed:
-            await archive.delete(doomed)
-        copies = self._archive_copies(records)
-        await archive.replicate(copies)
-        stored = await archive.get_many([r.id for r in copies])
-        for copy, got in zip(copies, stored, strict=True):
-            if got is None or fingerprint(got) != fingerprint(copy):
-                raise IntegrityError(f"archived copy of thread {thread!r} differs after repair")
+        return await _tiered_verify.compare_thread(self, tenant, thread, repair)
 
     async def archive_idle(self, tenant: str | None, *, idle_seconds: float) -> int:
         """Archive every thread whose newest record is older than `idle_seconds`."""
-        cutoff = time.time() - idle_seconds
-        moved = 0
-        after: str | None = None
-        while True:
-            page = await self.durable.threads(tenant, after=after, limit=100)
-            if not page:
-                return moved
-            for owner, thread in page:
-                records = await self.durable.find(Query(tenant=owner, thread=thread))
-                if records and max(r.updated_at for r in records) < cutoff:
-                    moved += await self.archive_thread(owner, thread)
-            after = page[-1][1]
+        return await _tiered_archive.archive_idle(self, tenant, idle_seconds)
 
     async def aclose(self) -> None:
         """Flush queued writes (write-behind), then close what this store owns.
