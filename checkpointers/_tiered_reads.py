@@ -3,7 +3,7 @@
 `get_many` looks in the write-behind queue first, then the hot tier; the misses go to the
 durable tier in one call (and what it holds is copied to the hot tier); what is still
 missing goes to the archive, for threads the durable tier holds nothing of (archived
-threads). Each record read is counted once in `TierStats`: a hot hit, a hot miss (a
+threads), which are then restored into the durable tier (`restore_on_read`). Each record read is counted once in `TierStats`: a hot hit, a hot miss (a
 colder tier held it) or an absent read.
 """
 
@@ -76,6 +76,11 @@ async def _read_tiers(tiers: TieredStore, record_ids: Sequence[RecordId]) -> lis
             out[i] = record
         tiers.stats.archive_reads += sum(1 for r in archived if r is not None)
         tiers.stats.hot_misses += sum(1 for r in archived if r is not None)
+        if tiers.restore_on_read:
+            # The thread is back in use: bring all of it into the durable tier before a
+            # write lands there beside only part of its history.
+            for tenant, thread in {(r.id.tenant, r.id.thread) for r in archived if r}:
+                await tiers.restore_thread(tenant, thread)
     tiers.stats.absent_reads += sum(1 for r in out if r is None)
     return out
 

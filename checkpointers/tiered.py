@@ -131,6 +131,10 @@ class TieredStore(Store):
         archive: the long-term tier (Azure Blob), or None.
         hot_ttl: seconds a record stays in the hot tier (default 24 h).
         archive_retention: expiry given to archived copies (default 7 years).
+        restore_on_read: when a read finds a thread only in the archive, restore it into
+            the durable tier first (default). Without it a thread written again after
+            archiving shows only its new records, and values the new records share with
+            archived ones are not found: turn it off only for read-only archive access.
         breaker: circuit breaker of the hot tier.
         owns_stores: close the tiers on `aclose()` (set by `from_urls`).
         write_behind: acknowledge writes once in the hot tier, flush them later (see
@@ -152,6 +156,7 @@ class TieredStore(Store):
         archive: Store | None = None,
         hot_ttl: float = DEFAULT_HOT_TTL,
         archive_retention: float | None = DEFAULT_ARCHIVE_RETENTION,
+        restore_on_read: bool = True,
         breaker: CircuitBreaker | None = None,
         owns_stores: bool = False,
         write_behind: bool = False,
@@ -164,6 +169,7 @@ class TieredStore(Store):
         self.archive = archive
         self.hot_ttl = hot_ttl
         self.archive_retention = archive_retention
+        self.restore_on_read = restore_on_read
         self.breaker = breaker or CircuitBreaker()
         self.stats = TierStats()
         self._owns_stores = owns_stores
@@ -328,7 +334,11 @@ class TieredStore(Store):
         if found or self.archive is None or query.thread is None:
             return found
         self.stats.archive_reads += 1
-        return await self.archive.find(query)
+        archived = await self.archive.find(query)
+        if archived and self.restore_on_read and query.tenant is not None:
+            await self.restore_thread(query.tenant, query.thread)
+            return await self.durable.find(query)
+        return archived
 
     async def claim(self, claim: Claim) -> Record | None:
         await self._flush_if(self._pending(claim.tenant, claim.thread))

@@ -163,6 +163,42 @@ async def test_archive_verifies_then_moves_and_restores(tiers: Any) -> None:
         await tiered.archive_thread("acme", "missing")
 
 
+async def test_reading_an_archived_thread_restores_it_before_new_writes(tiers: Any) -> None:
+    """A read that finds a thread only in the archive restores it, so a later write lands
+    beside its whole history and every archived record stays readable."""
+    _, durable, _, _, tiered = tiers
+    await tiered.put_many([_rec(f"k{i}") for i in range(3)])
+    await tiered.archive_thread("acme", "t")
+    latest = await tiered.latest(Query(tenant="acme", thread="t"))
+    assert latest is not None
+    assert latest.id.key == "k2"
+    assert len(await durable.find(Query(tenant="acme", thread="t"))) == 3
+    await tiered.put(_rec("k3"))
+    keys = [r.id.key for r in await tiered.find(Query(tenant="acme", thread="t"))]
+    assert keys == ["k0", "k1", "k2", "k3"]
+    assert (await tiered.get(_rec("k0").id)) is not None
+
+
+async def test_point_read_of_an_archived_thread_restores_it(tiers: Any) -> None:
+    """get() of a record found only in the archive restores its whole thread."""
+    _, durable, _, _, tiered = tiers
+    await tiered.put_many([_rec(f"k{i}") for i in range(3)])
+    await tiered.archive_thread("acme", "t")
+    assert (await tiered.get(_rec("k1").id)) is not None
+    assert len(await durable.find(Query(tenant="acme", thread="t"))) == 3
+
+
+async def test_without_restore_on_read_archive_reads_leave_durable_alone() -> None:
+    """restore_on_read=False serves archived records without copying them back."""
+    durable, archive = MemoryStore(), MemoryStore()
+    tiered = TieredStore(durable, archive=archive, restore_on_read=False)
+    await tiered.put_many([_rec("k0"), _rec("k1")])
+    await tiered.archive_thread("acme", "t")
+    assert len(await tiered.find(Query(tenant="acme", thread="t"))) == 2
+    assert (await tiered.get(_rec("k0").id)) is not None
+    assert await durable.find(Query(tenant="acme", thread="t")) == []
+
+
 async def test_erase_reaches_every_tier(tiers: Any) -> None:
     """delete_thread removes a thread from hot, durable and archive."""
     hot, durable, archive, _, tiered = tiers

@@ -9,18 +9,21 @@ throwaway servers (`redis_process`, `postgres_process`), never the shared ones.
 from __future__ import annotations
 
 import asyncio
+import operator
 import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import replace
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from azure.storage.blob.aio import ContainerClient
+from langgraph.graph import END, START, StateGraph
 
+from adapters.langgraph import CheckpointSaver
 from checkpointers import EncryptedStore, StoreUnavailableError
 from checkpointers.observability import Metrics
 from checkpointers.record import Query, Record, RecordId
@@ -405,9 +408,11 @@ async def test_postgres_stopped_mid_run_refuses_writes_and_loses_nothing(
 async def test_archive_then_read_decrypts_identical_records_and_restores(
     tiered: TieredStore,
 ) -> None:
-    """An archived thread reads back identical through EncryptedStore (from the archive),
-    and restore brings the same records back into the durable tier."""
+    """An archived thread reads back identical through EncryptedStore (from the archive,
+    read-only: restore_on_read off), and restore brings the same records back into the
+    durable tier."""
     hot, durable, archive = _tiers(tiered)
+    tiered.restore_on_read = False
     enc = EncryptedStore(tiered, deterministic_key_ring(), tenant="acme")
     rids = [enc.record_id("t", "", "checkpoint", f"{i:04}") for i in range(5)]
     plain = {rid: f"checkpoint {rid.key} {secrets.token_hex(8)}".encode() * 50 for rid in rids}
@@ -593,3 +598,39 @@ async def test_write_behind_postgres_outage_keeps_the_queue_and_loses_nothing(
         stored = await fresh.get_many([r.id for r in every])
         assert [None if r is None else r.body for r in stored] == [r.body for r in every]
         assert await fresh.get(_rec("out", "refused", b"").id) is None
+
+
+class _Chat(TypedDict):
+    messages: Annotated[list[str], operator.add]
+    topic: str
+
+
+def _reply(state: _Chat) -> dict[str, list[str]]:
+    return {"messages": [f"re: {state['messages'][-1]}"]}
+
+
+async def test_resuming_an_archived_langgraph_thread_keeps_its_history(
+    tiered: TieredStore,
+) -> None:
+    """A LangGraph thread archived, then resumed and continued, keeps every checkpoint
+    and channel value (the first read restores it into the durable tier)."""
+    builder = StateGraph(_Chat)
+    builder.add_node("reply", _reply)
+    builder.add_edge(START, "reply")
+    builder.add_edge("reply", END)
+    config: Any = {"configurable": {"thread_id": "chat"}}
+    enc = EncryptedStore(tiered, deterministic_key_ring(), tenant="acme")
+    async with CheckpointSaver(enc) as saver:
+        graph = builder.compile(checkpointer=saver)
+        await graph.ainvoke({"messages": ["one"], "topic": "billing"}, config)
+        before = [s.config async for s in graph.aget_state_history(config)]
+    await tiered.archive_thread("acme", "chat")
+    enc = EncryptedStore(tiered, deterministic_key_ring(), tenant="acme")
+    async with CheckpointSaver(enc) as saver:
+        graph = builder.compile(checkpointer=saver)
+        state = await graph.ainvoke({"messages": ["two"]}, config)
+        assert state["messages"] == ["one", "re: one", "two", "re: two"]
+        assert state["topic"] == "billing"
+        after = [s.config async for s in graph.aget_state_history(config)]
+        assert after[-len(before) :] == before
+        assert len(after) > len(before)
