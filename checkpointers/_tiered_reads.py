@@ -3,8 +3,9 @@
 `get_many` looks in the write-behind queue first, then the hot tier; the misses go to the
 durable tier in one call (and what it holds is copied to the hot tier); what is still
 missing goes to the archive, for threads the durable tier holds nothing of (archived
-threads), which are then restored into the durable tier (`restore_on_read`). Each record read is counted once in `TierStats`: a hot hit, a hot miss (a
-colder tier held it) or an absent read.
+threads), which are then restored into the durable tier (`restore_on_read`). Each
+record read is counted once in `TierStats`: a hot hit, a hot miss (a colder tier held
+it) or an absent read.
 """
 
 from __future__ import annotations
