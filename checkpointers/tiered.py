@@ -63,6 +63,8 @@ __all__ = ["Backoff", "ThreadReport", "TierDigest", "TierStats", "TieredStore"]
 DEFAULT_HOT_TTL = 24 * 3600.0
 DEFAULT_ARCHIVE_RETENTION = 7 * 365 * 24 * 3600.0
 _ARCHIVE_SCHEMES = frozenset({"azblob", "https"})
+#: Schemes whose store takes `credential=` (Microsoft Entra ID auth).
+_CREDENTIAL_SCHEMES = frozenset({"postgresql", "postgres", "redis", "rediss", *_ARCHIVE_SCHEMES})
 
 
 @dataclass
@@ -198,15 +200,21 @@ class TieredStore(Store):
     ) -> tuple[TieredStore, dict[str, Any]]:
         """Tiers from URLs, hottest first: Blob URLs are the archive, the last other URL
         is durable (PostgreSQL, SQLite) and one URL above it is hot (Redis). Common
-        options must agree. `credential` goes to the Azure archive tier only; other
+        options must agree. `credential` (an azure-core `AsyncTokenCredential`,
+        borrowed: never closed) goes to every tier whose store takes one: PostgreSQL and
+        Redis (Microsoft Entra ID tokens as passwords) and the Azure Blob archive; other
         keyword options go to every tier.
 
         Raises:
-            ConfigurationError: no durable tier, two of a kind, or conflicting options.
+            ConfigurationError: no durable tier, two of a kind, conflicting options, or
+                `credential` while no tier takes one (SQLite, memory only).
         """
         warm = [u for u in urls if u.split("://", 1)[0].lower() not in _ARCHIVE_SCHEMES]
-        if credential is not None and len(warm) == len(urls):
-            raise ConfigurationError("credential= given but no Azure archive URL in the tiers")
+        takes = [u for u in urls if u.split("://", 1)[0].lower() in _CREDENTIAL_SCHEMES]
+        if credential is not None and not takes:
+            raise ConfigurationError(
+                "credential= given but no tier takes one (PostgreSQL, Redis or Azure Blob)"
+            )
         if not warm or len(warm) > 2:
             raise ConfigurationError(
                 "a tier list needs one durable URL, at most one hot URL above it"
@@ -218,7 +226,7 @@ class TieredStore(Store):
                 role = "archive" if url not in warm else "durable" if url == warm[-1] else "hot"
                 if role in tiers:
                     raise ConfigurationError(f"two {role} tiers in the URL list")
-                extra = {"credential": credential} if role == "archive" and credential else {}
+                extra = {"credential": credential} if url in takes and credential else {}
                 store, url_common = open_store(url, **options, **extra)
                 tiers[role] = store
                 for name, value in url_common.items():

@@ -319,18 +319,18 @@ output CHECKPOINTERS_KEYVAULT_URL string = keyVault.outputs.uri
 output CHECKPOINTERS_KEYVAULT_KEY string = keyVault.outputs.keyName
 
 @description('Hot tier URL (rediss = TLS; Entra ID token auth as the managed identity).')
-output redisUrl string = 'rediss://${redis.outputs.hostName}:${redis.outputs.sslPort}/0'
+output redisUrl string = 'rediss://${appIdentity.properties.principalId}@${redis.outputs.hostName}:${redis.outputs.sslPort}/0'
 
 @description('Durable tier URL (user = the managed identity\'s PostgreSQL role; Entra ID token as password).')
-output postgresUrl string = 'postgresql://${appIdentity.name}@${postgres.outputs.fqdn}/${postgres.outputs.databaseName}'
+output postgresUrl string = 'postgresql://${appIdentity.name}@${postgres.outputs.fqdn}/${postgres.outputs.databaseName}?sslmode=require'
 
 @description('Archive tier URL (Azure credential, no connection string).')
 output archiveUrl string = '${storage.outputs.blobEndpoint}${storage.outputs.containerName}'
 
 @description('All tiers, hottest first: the list to pass to from_url.')
 output tierUrls array = [
-  'rediss://${redis.outputs.hostName}:${redis.outputs.sslPort}/0'
-  'postgresql://${appIdentity.name}@${postgres.outputs.fqdn}/${postgres.outputs.databaseName}'
+  'rediss://${appIdentity.properties.principalId}@${redis.outputs.hostName}:${redis.outputs.sslPort}/0'
+  'postgresql://${appIdentity.name}@${postgres.outputs.fqdn}/${postgres.outputs.databaseName}?sslmode=require'
   '${storage.outputs.blobEndpoint}${storage.outputs.containerName}'
 ]
 

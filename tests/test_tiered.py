@@ -236,7 +236,7 @@ async def test_archive_logs_events_with_info_enabled(
 
 
 def test_credential_without_an_azure_tier_is_refused(tmp_path: Path) -> None:
-    """credential= goes to the archive tier only; with no archive URL it is an error."""
+    """credential= with no tier that takes one (memory, SQLite) is an error."""
     from checkpointers import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="credential"):
@@ -527,3 +527,25 @@ def test_write_behind_needs_a_hot_tier() -> None:
         TieredStore(MemoryStore(), write_behind=True)
     with pytest.raises(ConfigurationError):
         TieredStore(MemoryStore(), hot=MemoryStore(), write_behind=True, flush_interval=0)
+
+
+async def test_credential_reaches_postgres_and_redis_tiers() -> None:
+    """credential= goes to the Redis and PostgreSQL tiers too, not only the archive."""
+    from checkpointers.stores.postgres import PostgresStore
+    from checkpointers.stores.redis import RedisStore
+    from tests.harness.keyvault_fake import AsyncStaticTokenCredential
+
+    credential = AsyncStaticTokenCredential()
+    tiered, _ = TieredStore.from_urls(
+        ["rediss://oid@cache.example.net:6380/0", "postgresql://app@db.example.net/db?sslmode=require"],
+        credential=credential,
+    )
+    try:
+        assert isinstance(tiered.hot, RedisStore) and isinstance(tiered.durable, PostgresStore)
+        pool = tiered.hot._client.connection_pool
+        assert pool.provider is not None and pool.provider.tokens._credential is credential
+        assert tiered.durable._tokens is not None
+        assert tiered.durable._tokens._credential is credential
+    finally:
+        await tiered.aclose()
+    assert credential.calls == []

@@ -10,12 +10,15 @@ transaction mode with `statement_cache_size=0`.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
 
+from checkpointers._entra import POSTGRES_SCOPE, TokenCache
 from checkpointers.errors import ConfigurationError, ConflictError, StoreUnavailableError
 from checkpointers.record import Claim, Query, Record, RecordId, malformed_row
 from checkpointers.stores import _postgres_sql as sql
@@ -31,6 +34,8 @@ __all__ = ["PostgresStore"]
 
 T = TypeVar("T")
 _SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+#: The modes that never send a password (here: an access token) over plain TCP.
+_SECURE_SSL_MODES = ("require", "verify-ca", "verify-full")
 
 #: Everything the driver or the socket can raise; translated at the boundary.
 _DRIVER_ERRORS: tuple[type[BaseException], ...] = (
@@ -47,6 +52,51 @@ def _parse_sslmode(value: str) -> str:
     if value not in _SSL_MODES:
         raise ConfigurationError(f"expected one of {', '.join(_SSL_MODES)}")
     return value
+
+
+def _loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8, ::1 and unix-socket directories."""
+    if host == "localhost" or host.startswith("/"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_token_url(url: str, sslmode: str | None, ssl_option: Any) -> None:
+    """Refuse a DSN that would send an access token in clear, or carries a password too.
+
+    Raises:
+        ConfigurationError: the URL has a password, or TLS is not required while a host
+            is not on this machine. The message never echoes the URL.
+    """
+    try:
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        netloc = parts.netloc.rpartition("@")
+    except ValueError:
+        raise ConfigurationError("malformed postgres URL") from None
+    userinfo, _, hosts = netloc
+    if ":" in userinfo or "password" in query:
+        raise ConfigurationError("credential= and a password in the URL: give only one")
+    mode = sslmode if sslmode is not None else query.get("sslmode")
+    if ssl_option is not None and not isinstance(ssl_option, str):
+        secure = bool(ssl_option)  # an SSLContext or True: TLS required
+    else:
+        secure = (ssl_option or mode) in _SECURE_SSL_MODES
+    names = [
+        h[1 : h.find("]")] if h.startswith("[") else h.rsplit(":", 1)[0] if ":" in h else h
+        for h in hosts.split(",")
+    ]
+    if "host" in query:
+        names = query["host"].split(",")
+    local = bool(names) and all(name and _loopback(name) for name in names)
+    if not secure and not local:
+        raise ConfigurationError(
+            "credential= sends an access token as the password: "
+            "use sslmode=require, verify-ca or verify-full"
+        )
 
 
 def _connection_lost(exc: BaseException) -> bool:
@@ -198,6 +248,7 @@ class PostgresStore(Store):
         self._sql = sql.statements(self.schema)
         self._pool: Any = pool
         self._connect: dict[str, Any] | None = None
+        self._tokens: TokenCache | None = None
         # Guards only the one-time creation of an owned pool (a single resource).
         self._pool_lock = asyncio.Lock()
         self._migrated = False
@@ -214,18 +265,38 @@ class PostgresStore(Store):
         statement_cache_size: int = 100,
         command_timeout: float | None = None,
         sslmode: str | None = None,
+        credential: Any = None,
         **pool_options: Any,
     ) -> PostgresStore:
         """A store owning a pool for `postgresql://user@host:port/db` (created on first use).
 
+        With `credential` (any azure-core `AsyncTokenCredential`, e.g. a
+        `ManagedIdentityCredential`; borrowed, never closed), the password of every new
+        connection is a Microsoft Entra access token for Azure Database for PostgreSQL
+        (scope ``https://ossrdbms-aad.database.windows.net/.default``), fetched when the
+        connection is opened and reused for later connections until five minutes
+        before it expires. The URL's user is the identity's PostgreSQL role and the URL
+        carries no password; TLS must be required (``sslmode=require`` or stronger)
+        unless the server is on this machine. An open connection outlives its token:
+        PostgreSQL checks the password only at login.
+
         Extra keyword arguments go to `asyncpg.create_pool` (`init`, `server_settings`...).
 
         Raises:
-            ConfigurationError: invalid schema, actor or pool sizes.
+            ConfigurationError: invalid schema, actor or pool sizes; with `credential`,
+                a password in the URL or TLS not required for a remote host.
         """
         if pool_min > pool_max:
             raise ConfigurationError("option 'pool_min' is larger than 'pool_max'")
+        tokens: TokenCache | None = None
+        if credential is not None:
+            if "password" in pool_options:
+                raise ConfigurationError("credential= and password=: give only one")
+            _check_token_url(url, sslmode, pool_options.get("ssl"))
+            tokens = TokenCache(credential, POSTGRES_SCOPE, store="postgres")
+            pool_options["password"] = tokens.token
         store = cls(None, schema=schema, actor=actor)
+        store._tokens = tokens
         store._connect = {
             "dsn": url,
             "min_size": pool_min,

@@ -56,6 +56,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from checkpointers.errors import ConfigurationError, ConflictError, StoreUnavailableError
 from checkpointers.record import Claim, Query, Record, RecordId, malformed_row
+from checkpointers.stores._redis_entra import (
+    EntraConnectionPool,
+    EntraCredentialProvider,
+    split_entra_url,
+)
 from checkpointers.stores._redis_lua import SCRIPTS
 from checkpointers.stores.base import Store
 from checkpointers.urls import parse_bool, parse_positive_int, parse_seconds
@@ -221,9 +226,19 @@ class RedisStore(Store):
         pool_size: int = 64,
         refresh_ttl_on_read: bool = False,
         socket_timeout: float = 5.0,
+        credential: Any = None,
         **options: Any,
     ) -> RedisStore:
         """A store owning a new client for ``redis://``, ``rediss://`` or ``unix://``.
+
+        With `credential` (any azure-core `AsyncTokenCredential`; borrowed, never
+        closed) connections authenticate with Microsoft Entra ID, as Azure Cache for
+        Redis expects with access keys off: the URL's user is the identity's object
+        (principal) id, ``rediss://<object-id>@<name>.redis.cache.windows.net:6380/0``,
+        with no password; the password is an access token for
+        ``https://redis.azure.com/.default``, reused until five minutes before it
+        expires, and a pooled connection is re-authenticated (``AUTH``) when checked
+        out after a renewal (see `checkpointers.stores._redis_entra`).
 
         On one server the client has no driver retries (the store retries, see
         `attempts`), a health check of idle connections and a pool of at most
@@ -232,10 +247,16 @@ class RedisStore(Store):
         `pool_size` requests in flight.
 
         Raises:
-            ConfigurationError: a malformed URL or option.
+            ConfigurationError: a malformed URL or option; with `credential`, a URL
+                without user, with a password, or plain ``redis://`` to a remote host.
         """
         timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
         client: Client
+        provider: EntraCredentialProvider | None = None
+        if credential is not None:
+            url, username = split_entra_url(url, options)
+            provider = EntraCredentialProvider(username, credential)
+            options = {**options, "credential_provider": provider}
         try:
             if cluster:
                 if urlsplit(url).scheme == "unix":
@@ -244,7 +265,8 @@ class RedisStore(Store):
                     url, max_connections=pool_size, **timeouts, **options
                 )
             else:
-                pool = BlockingConnectionPool.from_url(
+                pool_class = BlockingConnectionPool if provider is None else EntraConnectionPool
+                pool = pool_class.from_url(
                     url,
                     max_connections=pool_size,
                     timeout=socket_timeout,
@@ -253,6 +275,8 @@ class RedisStore(Store):
                     **timeouts,
                     **options,
                 )
+                if isinstance(pool, EntraConnectionPool):
+                    pool.provider = provider
                 client = Redis.from_pool(pool)
         except (ValueError, TypeError):
             raise ConfigurationError("invalid redis URL or client option") from None

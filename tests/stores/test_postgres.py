@@ -8,6 +8,7 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -543,3 +544,127 @@ def test_lost_link_during_a_write_may_have_applied(exc: BaseException) -> None:
     """A socket error or timeout after a write was sent leaves its outcome unknown."""
     assert _translate(exc, "put", write=True, sent=True).may_have_applied is True
     assert _translate(exc, "put", write=True, sent=False).may_have_applied is False
+
+
+# --------------------------------------------------------------------------- Entra ID
+
+
+class _FailingCredential:
+    """An `AsyncTokenCredential` whose every token request fails (counted)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        self.calls += 1
+        raise RuntimeError("no token: secret-marker-xyz")
+
+
+@pytest.fixture
+async def token_role(postgres_process: Any) -> tuple[str, str]:
+    """(URL without password, token): a throwaway cluster with a role `app` that logs in
+    with a SCRAM password equal to the token, and trust kept for `postgres` only."""
+    token = f"tok-{secrets.token_hex(8)}"
+    admin = await asyncpg.connect(postgres_process.dsn)
+    try:
+        await admin.execute("SET password_encryption = 'scram-sha-256'")
+        await admin.execute(f"CREATE ROLE app LOGIN PASSWORD '{token}'")
+        await admin.execute("GRANT CREATE ON DATABASE postgres TO app")
+        hba = await admin.fetchval("SHOW hba_file")
+        path = Path(hba)
+        rules = "host all app 127.0.0.1/32 scram-sha-256\n" + path.read_text(encoding="utf-8")
+        await asyncio.to_thread(path.write_text, rules, encoding="utf-8")
+        await admin.execute("SELECT pg_reload_conf()")
+    finally:
+        await admin.close()
+    return f"postgresql://app@127.0.0.1:{postgres_process.port}/postgres", token
+
+
+async def test_credential_token_is_the_password(token_role: tuple[str, str]) -> None:
+    """With credential=, the store logs in with the Entra token (right scope) as password."""
+    from tests.harness.keyvault_fake import AsyncStaticTokenCredential
+
+    url, token = token_role
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        await asyncpg.connect(url)  # the role really needs its password
+    credential = AsyncStaticTokenCredential(token)
+    async with PostgresStore.from_url(
+        url, credential=credential, pool_min=3, schema="s1"
+    ) as store:
+        await store.setup()
+        await store.put(Record(id=_rid(), body=b"x"))
+        assert (await store.get(_rid())) is not None
+    assert credential.calls == [("https://ossrdbms-aad.database.windows.net/.default",)]
+
+
+async def test_credential_token_renewed_near_expiry(token_role: tuple[str, str]) -> None:
+    """A token within five minutes of expiry is not reused: each new connection asks."""
+    from tests.harness.keyvault_fake import AsyncStaticTokenCredential
+
+    url, token = token_role
+    credential = AsyncStaticTokenCredential(token, lifetime=60)
+    async with PostgresStore.from_url(
+        url, credential=credential, pool_min=3, schema="s1"
+    ) as store:
+        await store.ping()
+    assert len(credential.calls) == 3
+
+
+async def test_credential_failures_are_unavailable(token_role: tuple[str, str]) -> None:
+    """A rejected token or a failing credential is a StoreUnavailableError without secrets."""
+    from tests.harness.keyvault_fake import AsyncStaticTokenCredential
+
+    url, _ = token_role
+    wrong = AsyncStaticTokenCredential("not-the-token")
+    store = PostgresStore.from_url(url, credential=wrong)
+    try:
+        with pytest.raises(StoreUnavailableError, match="28P01") as info:
+            await store.ping()
+    finally:
+        await store.aclose()
+    assert "not-the-token" not in str(info.value)
+    failing = _FailingCredential()
+    store = PostgresStore.from_url(url, credential=failing)
+    try:
+        with pytest.raises(StoreUnavailableError, match="credential") as info:
+            await store.ping()
+        assert "secret-marker" not in str(info.value) and "secret-marker" not in repr(store)
+    finally:
+        await store.aclose()
+    assert failing.calls >= 1
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("postgresql://app:pw@127.0.0.1/db", {}),
+        ("postgresql://app@127.0.0.1/db?password=pw", {}),
+        ("postgresql://app@127.0.0.1/db", {"password": "pw"}),
+        ("postgresql://app@db.example.net/db", {}),
+        ("postgresql://app@db.example.net/db", {"sslmode": "prefer"}),
+        ("postgresql://app@db.example.net/db?sslmode=allow", {}),
+        ("postgresql://app@127.0.0.1,db.example.net/db", {}),
+    ],
+)
+def test_credential_refuses_passwords_and_cleartext(url: str, options: dict[str, Any]) -> None:
+    """credential= refuses a password too, and a remote host without required TLS."""
+    with pytest.raises(ConfigurationError) as info:
+        PostgresStore.from_url(url, credential=object(), **options)
+    assert "pw" not in str(info.value) and "example" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("postgresql://app@db.example.net/db", {"sslmode": "require"}),
+        ("postgresql://app@db.example.net/db?sslmode=verify-full", {}),
+        ("postgresql://app@[::1]:5432/db", {}),
+        ("postgresql://app@localhost/db", {}),
+    ],
+)
+async def test_credential_accepts_tls_or_loopback(url: str, options: dict[str, Any]) -> None:
+    """Required TLS, or a server on this machine, is accepted with credential=."""
+    from tests.harness.keyvault_fake import AsyncStaticTokenCredential
+
+    store = PostgresStore.from_url(url, credential=AsyncStaticTokenCredential(), **options)
+    await store.aclose()

@@ -387,3 +387,84 @@ async def test_delete_tenant_finds_threads_missing_from_the_listing(
     assert await store.threads("acme") == [("acme", "t1")]
     assert await store.delete_tenant("acme") == 2
     assert await _keys(client, store.prefix) == []
+
+
+# --------------------------------------------------------------------------- Entra ID
+
+_OID = "00000000-1111-2222-3333-444444444444"
+_SCOPE = "https://redis.azure.com/.default"
+
+
+@pytest.fixture
+def acl_server() -> Any:
+    """A throwaway redis-server with an ACL user named like an object id, password `t1`."""
+    extra = ("--user", _OID, "on", ">t1", "~*", "&*", "+@all")
+    with RedisServer(extra_args=extra) as server:
+        server.start()
+        yield server
+
+
+def _entra_url(server: RedisServer) -> str:
+    return f"redis://{_OID}@127.0.0.1:{server.port}/0"
+
+
+async def test_credential_authenticates_with_object_id_and_token(acl_server: RedisServer) -> None:
+    """With credential=, connections AUTH as the URL's user with the token (right scope)."""
+    from tests.harness.keyvault_fake import AsyncStaticTokenCredential
+
+    credential = AsyncStaticTokenCredential("t1")
+    async with RedisStore.from_url(_entra_url(acl_server), credential=credential) as store:
+        await store.put(Record(id=RecordId("acme", "t", "", "doc", "k"), body=b"x"))
+        assert await store.get(RecordId("acme", "t", "", "doc", "k")) is not None
+        who = await store._client.execute_command("ACL", "WHOAMI")
+    assert who == _OID.encode()
+    assert credential.calls == [(_SCOPE,)]
+
+
+async def test_credential_wrong_token_is_unavailable(acl_server: RedisServer) -> None:
+    """A token the server rejects is a StoreUnavailableError that does not show it."""
+    from tests.harness.keyvault_fake import AsyncStaticTokenCredential
+
+    store = RedisStore.from_url(_entra_url(acl_server), credential=AsyncStaticTokenCredential("bad"))
+    try:
+        with pytest.raises(StoreUnavailableError) as info:
+            await store.ping()
+    finally:
+        await store.aclose()
+    assert "bad" not in str(info.value)
+
+
+async def test_credential_renewal_reauthenticates_pooled_connections(
+    acl_server: RedisServer,
+) -> None:
+    """A renewed token is sent with AUTH on a pooled connection at its next checkout."""
+    from tests.harness.keyvault_fake import AsyncStaticTokenCredential
+
+    credential = AsyncStaticTokenCredential("t1", lifetime=60)  # always near expiry
+    async with RedisStore.from_url(_entra_url(acl_server), credential=credential) as store:
+        await store.ping()
+        with redis.Redis.from_url(acl_server.url) as admin:
+            admin.execute_command("ACL", "SETUSER", _OID, ">t2", "<t1")
+            credential._sync.token = "t2"
+            await store.ping()  # re-AUTH with t2 on the same connection
+            credential._sync.token = "t3"  # not accepted: the re-AUTH must fail
+            with pytest.raises(StoreUnavailableError):
+                await store.ping()
+            stats = admin.info("commandstats")
+    assert stats["cmdstat_auth"]["calls"] >= 2
+    assert len(credential.calls) >= 3 and set(credential.calls) == {(_SCOPE,)}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rediss://127.0.0.1:6380/0",
+        f"rediss://{_OID}:pw@127.0.0.1:6380/0",
+        f"redis://{_OID}@cache.example.net:6379/0",
+    ],
+)
+def test_credential_refuses_bad_urls(url: str) -> None:
+    """credential= needs a user, no password, and TLS to a remote host."""
+    with pytest.raises(ConfigurationError) as info:
+        RedisStore.from_url(url, credential=object())
+    assert "pw" not in str(info.value) and "example" not in str(info.value)
