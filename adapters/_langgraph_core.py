@@ -75,13 +75,15 @@ def _list_state(key: str, depth: int, items: Sequence[Item]) -> _ListState:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Head:
     """The newest checkpoint this process put or read for a (thread, namespace): a guess
     that lets `get_tuple` read it, its writes and its values in one round trip."""
 
     checkpoint_id: str
+    versions: dict[str, Any]  # channel -> version, as in the checkpoint
     keys: dict[str, str]  # channel -> blob key
+    rids: tuple[RecordId, ...] | None = None  # the blob records of `keys`, once needed
 
 
 @dataclass(slots=True)
@@ -93,6 +95,19 @@ class _Chain:
     current: str
     pieces: list[Any]
     base: _ListState | None = None
+
+
+def _same_versions(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether `a` and `b` name the same blob keys, without computing them: equal
+    mappings of exactly-typed str or int versions (`1 == 1.0 == True`, yet their keys
+    differ); any other version type counts as different, so its keys get compared."""
+    if a != b:
+        return False
+    for channel, version in a.items():
+        kind = type(version)
+        if (kind is not str and kind is not int) or type(b[channel]) is not kind:
+            return False
+    return True
 
 
 def configurable(config: RunnableConfig) -> dict[str, Any]:
@@ -200,8 +215,17 @@ class SaverCore(BaseCheckpointSaver[str]):
         for head_key in [k for k in self._heads if k[0] in gone]:
             del self._heads[head_key]
 
-    def _note_head(self, thread: str, ns: str, checkpoint_id: str, keys: dict[str, str]) -> None:
-        self._heads[(thread, ns)] = _Head(checkpoint_id, keys)
+    def _note_head(
+        self, thread: str, ns: str, checkpoint_id: str, versions: Mapping[str, Any]
+    ) -> None:
+        head = self._heads.get((thread, ns))
+        if (
+            head is None
+            or head.checkpoint_id != checkpoint_id
+            or not _same_versions(head.versions, versions)
+        ):
+            head = _Head(checkpoint_id, dict(versions), self._blob_keys(versions))
+        self._heads[(thread, ns)] = head
         self._heads.move_to_end((thread, ns))
         while len(self._heads) > TAIL_CACHE_SIZE:
             self._heads.popitem(last=False)
@@ -332,8 +356,14 @@ class SaverCore(BaseCheckpointSaver[str]):
         checkpoint, metadata, parent = codec.decode_checkpoint(
             self.serde, entry.data, rid.describe()
         )
-        keys = self._blob_keys(checkpoint["channel_versions"])
-        first = guess[1] if guess is not None and guess[0].keys == keys else None
+        versions = checkpoint["channel_versions"]
+        first: Sequence[Record | None] | None = None
+        if guess is not None and _same_versions(guess[0].versions, versions):
+            keys, first = guess[0].keys, guess[1]  # `first` is in the order of these keys
+        else:
+            keys = self._blob_keys(versions)
+            if guess is not None and guess[0].keys == keys:
+                keys, first = guess[0].keys, guess[1]
         if writes is None:
             values, writes = await asyncio.gather(
                 self._load_values(rid.thread, rid.namespace, keys, first),
@@ -380,11 +410,12 @@ class SaverCore(BaseCheckpointSaver[str]):
         else:
             # Most often the newest checkpoint is the one this process last put or read:
             # read it, its writes and its values at once (one round trip), then check.
-            rids = [self._rid(thread, ns, codec.BLOB, key) for key in head.keys.values()]
+            if head.rids is None:
+                head.rids = tuple(self._rid(thread, ns, codec.BLOB, k) for k in head.keys.values())
             found, head_writes, blobs = await asyncio.gather(
                 latest,
                 self._writes_of(thread, ns, head.checkpoint_id),
-                self._store.get_many_records(rids),
+                self._store.get_many_records(head.rids),
             )
             hit = found is not None and found.id.key == head.checkpoint_id
             guess = (head, blobs) if hit else None
@@ -392,9 +423,7 @@ class SaverCore(BaseCheckpointSaver[str]):
         if found is None:
             return None
         item = await self._tuple(found, writes, guess)
-        self._note_head(
-            thread, ns, found.id.key, self._blob_keys(item.checkpoint["channel_versions"])
-        )
+        self._note_head(thread, ns, found.id.key, item.checkpoint["channel_versions"])
         return item
 
     async def _list(
@@ -497,9 +526,7 @@ class SaverCore(BaseCheckpointSaver[str]):
         )
         await self._store.put_records(records, if_absent=True)
         self._remember(states)
-        self._note_head(
-            thread, ns, checkpoint["id"], self._blob_keys(checkpoint["channel_versions"])
-        )
+        self._note_head(thread, ns, checkpoint["id"], checkpoint["channel_versions"])
         return _config(thread, ns, checkpoint["id"])
 
     async def _put_writes(
