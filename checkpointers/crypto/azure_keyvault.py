@@ -33,7 +33,8 @@ import asyncio
 import base64
 import binascii
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -60,12 +61,19 @@ if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
 
 __all__ = [
+    "KEYVAULT_KEY_ENV",
+    "KEYVAULT_URL_ENV",
     "KeyVaultKey",
     "KeyVaultKeyRing",
     "KeyVaultSecretKey",
+    "key_ring_from_environment",
     "key_ring_from_key_vault",
     "key_ring_from_key_vault_secret",
 ]
+
+#: The variables the Bicep templates in infra/ output for the application.
+KEYVAULT_URL_ENV = "CHECKPOINTERS_KEYVAULT_URL"
+KEYVAULT_KEY_ENV = "CHECKPOINTERS_KEYVAULT_KEY"
 
 KEY_SIZE = 32
 _MAX_KEY_ID = 255
@@ -398,6 +406,29 @@ async def key_ring_from_key_vault(
         raise ConfigurationError(f"{subject} has no enabled version")
     keys = [KeyVaultKey(i, credential, algorithm=algorithm, **client_options) for i in ids]
     return KeyVaultKeyRing(keys)
+
+
+async def key_ring_from_environment(
+    credential: AsyncTokenCredential,
+    *,
+    environ: Mapping[str, str] | None = None,
+    **client_options: Any,
+) -> KeyVaultKeyRing:
+    """`key_ring_from_key_vault` for the vault and key named by `CHECKPOINTERS_KEYVAULT_URL`
+    and `CHECKPOINTERS_KEYVAULT_KEY` (the outputs of the templates in infra/).
+
+    Permissions: as `key_ring_from_key_vault`.
+
+    Raises:
+        ConfigurationError: a variable is missing.
+        KeyUnavailableError: as `key_ring_from_key_vault`.
+    """
+    env = os.environ if environ is None else environ
+    vault_url = env.get(KEYVAULT_URL_ENV, "").strip()
+    key_name = env.get(KEYVAULT_KEY_ENV, "").strip()
+    if not vault_url or not key_name:
+        raise ConfigurationError(f"set {KEYVAULT_URL_ENV} and {KEYVAULT_KEY_ENV}")
+    return await key_ring_from_key_vault(vault_url, key_name, credential, **client_options)
 
 
 async def key_ring_from_key_vault_secret(

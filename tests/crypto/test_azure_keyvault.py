@@ -281,3 +281,22 @@ async def test_rotation_from_local_key_to_vault_key(keyvault: KeyVaultFake, key_
             await base.put(record.__class__(**{**_fields(record), "body": rewrapped}))
         ring.retire(local.key_id)
         assert await _read_all(_store(ring, base), ["a"]) == [b"secret a"]
+
+
+async def test_key_ring_from_the_environment_variables_infra_outputs(
+    keyvault: KeyVaultFake, key_name: str
+) -> None:
+    """CHECKPOINTERS_KEYVAULT_URL and _KEY name the vault key; a missing one is an error."""
+    from checkpointers import ConfigurationError
+    from checkpointers.crypto.azure_keyvault import key_ring_from_environment
+
+    environ = {"CHECKPOINTERS_KEYVAULT_URL": keyvault.url, "CHECKPOINTERS_KEYVAULT_KEY": key_name}
+    async with await key_ring_from_environment(
+        keyvault.credential, environ=environ, **_options(keyvault)
+    ) as ring:
+        assert ring.current_key_id.startswith(f"{keyvault.url}keys/{key_name}/")
+        await _write(_store(ring, MemoryStore()), ["a"])
+    with pytest.raises(ConfigurationError, match="CHECKPOINTERS_KEYVAULT_KEY"):
+        await key_ring_from_environment(
+            keyvault.credential, environ={"CHECKPOINTERS_KEYVAULT_URL": keyvault.url}
+        )
