@@ -13,8 +13,8 @@ Layout (``P`` is the key prefix, ``T`` = ``P{<tenant>,<thread>}`` the thread's k
   a failure between the two leaves a thread listed without records (pruned later),
   never records that no listing reaches once the write is retried.
 
-Tenant and thread are escaped (``%``, ``{``, ``}`` and ``,`` become ``%XX``) so user ids
-can neither inject a hash tag nor collide. No ``KEYS`` and no ``SCAN`` on any path but
+Tenant and thread are escaped so user ids can neither inject a hash tag nor collide
+(see `checkpointers.stores._redis_keys`). No ``KEYS`` and no ``SCAN`` on any path but
 `delete_tenant`, which scans for keys of the tenant's threads that no listing names.
 
 Expiry: ``expires_at`` becomes PEXPIREAT on the record; index keys and the listing sets
@@ -28,143 +28,41 @@ thread only. The scripts derive key names inside the thread's slot from ``KEYS[1
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import re
-import secrets
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import urlsplit
 
-import redis.exceptions
-from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import (
-    AuthenticationError,
-    AuthorizationError,
-    BusyLoadingError,
-    MaxConnectionsError,
-    NoScriptError,
-    RedisClusterException,
-    RedisError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from checkpointers.errors import ConfigurationError, ConflictError, StoreUnavailableError
-from checkpointers.record import Claim, Query, Record, RecordId, malformed_row
-from checkpointers.stores._redis_entra import (
-    EntraConnectionPool,
-    EntraCredentialProvider,
-    split_entra_url,
+from checkpointers.record import Claim, Query, Record, RecordId
+from checkpointers.stores._redis_client import Client, connect
+from checkpointers.stores._redis_errors import retrying
+from checkpointers.stores._redis_eval import BATCH, Call, Scripts
+from checkpointers.stores._redis_keys import (
+    DEFAULT_PREFIX,
+    parse_prefix,
+    straggler_pattern,
+    tenants_key,
+    thread_tag,
+    threads_key,
 )
-from checkpointers.stores._redis_lua import SCRIPTS
+from checkpointers.stores._redis_rows import (
+    decode_row,
+    encode_query,
+    encode_record,
+    latest,
+    new_op,
+    num,
+    text,
+)
 from checkpointers.stores.base import Store
 from checkpointers.urls import parse_bool, parse_positive_int, parse_seconds
 
 __all__ = ["RedisStore", "parse_prefix"]
 
 T = TypeVar("T")
-Client = Redis | RedisCluster
-DEFAULT_PREFIX = "checkpointers:"
-_PREFIX = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
-_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D", ",": "%2C"})
-_GLOB = str.maketrans({c: "\\" + c for c in "*?[]\\"})
-_NOT_SENT = (AuthenticationError, AuthorizationError, BusyLoadingError, MaxConnectionsError)
-_RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-# Every exception redis-py raises derives from one of these (IncorrectPolicyType, from
-# cluster command-policy parsing, exists from redis-py 6 on).
-_DRIVER: tuple[type[Exception], ...] = tuple(
-    c
-    for c in (
-        RedisError,
-        RedisClusterException,
-        getattr(redis.exceptions, "IncorrectPolicyType", None),
-    )
-    if isinstance(c, type) and issubclass(c, Exception)
-)
-_BATCH = 200
-
-
-def parse_prefix(value: str) -> str:
-    """A key prefix: 1-64 letters, digits, ``_ . : -`` (no braces, no glob characters)."""
-    if not _PREFIX.match(value):
-        raise ConfigurationError("expected 1-64 characters among letters, digits, _ . : -")
-    return value
-
-
-def _esc(text: str) -> str:
-    return text.translate(_ESCAPES)
-
-
-def _num(value: float | None) -> str:
-    return "" if value is None else repr(float(value))
-
-
-def _opt(value: str | None) -> str:
-    return "" if value is None else "=" + value
-
-
-def _op() -> str:
-    """A new operation id: a retried write or claim with it is applied once."""
-    return secrets.token_hex(12)
-
-
-def _text(raw: bytes | str) -> str:
-    return raw if isinstance(raw, str) else raw.decode()
-
-
-def _record(tenant: str, thread: str, row: bytes) -> Record:
-    """A record from a script's reply: 11 NUL-joined routing fields, then the body."""
-    with malformed_row("redis"):
-        ns, kind, key, sort, group, status, tokens, exp, lease, version, updated, body = row.split(
-            b"\0", 11
-        )
-        return Record(
-            id=RecordId(tenant, thread, _text(ns), _text(kind), _text(key)),
-            body=bytes(body),
-            sort=_text(sort),
-            group=_text(group),
-            status=_text(status),
-            tokens=frozenset(_text(tokens).split()),
-            expires_at=float(exp) if exp else None,
-            lease_until=float(lease) if lease else None,
-            version=int(version),
-            updated_at=float(updated),
-        )
-
-
-def _fields(record: Record, *, exact: bool = False) -> list[str | bytes]:
-    rid = record.id
-    tokens = f" {' '.join(sorted(record.tokens))} " if record.tokens else ""
-    return [
-        rid.namespace, rid.kind, rid.key, record.body, record.sort, record.group,
-        record.status, tokens, _num(record.expires_at), _num(record.lease_until),
-        str(record.version) if exact else "", _num(record.updated_at) if exact else "",
-    ]  # fmt: skip
-
-
-def _latest(expiries: Sequence[float | None]) -> float | None:
-    return None if any(e is None for e in expiries) else max(e for e in expiries if e)
-
-
-def _unavailable(exc: BaseException, what: str, *, write: bool) -> StoreUnavailableError:
-    # Classified by type only: redis messages may carry host names.
-    applied = write and isinstance(exc, _RETRYABLE) and not isinstance(exc, _NOT_SENT)
-    return StoreUnavailableError(
-        f"redis {what} failed ({type(exc).__name__})", may_have_applied=applied
-    )
-
-
-#: One script call: its name, its key (the thread's key base) or keys, its arguments.
-Call = tuple[str, str | tuple[str, ...], list[Any]]
-
-
-def _keys(keys: str | tuple[str, ...]) -> tuple[str, ...]:
-    return (keys,) if isinstance(keys, str) else keys
 
 
 class RedisStore(Store):
@@ -209,12 +107,8 @@ class RedisStore(Store):
         self._cluster = isinstance(client, RedisCluster)
         self._refresh = refresh_ttl_on_read
         self._attempts = max(1, attempts)
-        self._shas = {
-            name: hashlib.sha1(src.encode(), usedforsecurity=False).hexdigest()
-            for name, src in SCRIPTS.items()
-        }
-        self._tenants_key = f"{self.prefix}tenants"
-        self._gate: asyncio.Semaphore | None = None
+        self._scripts = Scripts(client)
+        self._tenants_key = tenants_key(self.prefix)
 
     @classmethod
     def from_url(
@@ -250,49 +144,27 @@ class RedisStore(Store):
             ConfigurationError: a malformed URL or option; with `credential`, a URL
                 without user, with a password, or plain ``redis://`` to a remote host.
         """
-        timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
-        client: Client
-        provider: EntraCredentialProvider | None = None
-        if credential is not None:
-            url, username = split_entra_url(url, options)
-            provider = EntraCredentialProvider(username, credential)
-            options = {**options, "credential_provider": provider}
-        try:
-            if cluster:
-                if urlsplit(url).scheme == "unix":
-                    raise ConfigurationError("a Redis Cluster is not reached over unix://")
-                client = RedisCluster.from_url(
-                    url, max_connections=pool_size, **timeouts, **options
-                )
-            else:
-                pool_class = BlockingConnectionPool if provider is None else EntraConnectionPool
-                pool = pool_class.from_url(
-                    url,
-                    max_connections=pool_size,
-                    timeout=socket_timeout,
-                    retry=Retry(NoBackoff(), 0),
-                    health_check_interval=30,
-                    **timeouts,
-                    **options,
-                )
-                if isinstance(pool, EntraConnectionPool):
-                    pool.provider = provider
-                client = Redis.from_pool(pool)
-        except (ValueError, TypeError):
-            raise ConfigurationError("invalid redis URL or client option") from None
+        client = connect(
+            url,
+            cluster=cluster,
+            pool_size=pool_size,
+            socket_timeout=socket_timeout,
+            credential=credential,
+            options=options,
+        )
         store = cls(client, prefix=prefix, refresh_ttl_on_read=refresh_ttl_on_read)
         store._owned_resources = True
         if cluster:
-            store._gate = asyncio.Semaphore(pool_size)
+            store._scripts.gate = asyncio.Semaphore(pool_size)
         return store
 
     # -- plumbing -------------------------------------------------------------------
 
     def _tag(self, tenant: str, thread: str) -> str:
-        return f"{self.prefix}{{{_esc(tenant)},{_esc(thread)}}}"
+        return thread_tag(self.prefix, tenant, thread)
 
     def _threads_key(self, tenant: str) -> str:
-        return f"{self.prefix}{{{_esc(tenant)}}}:threads"
+        return threads_key(self.prefix, tenant)
 
     async def _io(self, what: str, fn: Callable[[], Awaitable[T]], *, write: bool = False) -> T:
         """Run `fn`, retrying connection errors with backoff; translate driver errors.
@@ -303,70 +175,15 @@ class RedisStore(Store):
         """
         if self._closed:
             raise StoreUnavailableError("redis store is closed")
-        for attempt in range(self._attempts):
-            try:
-                return await fn()
-            except _RETRYABLE as exc:
-                if attempt + 1 >= self._attempts:
-                    raise _unavailable(exc, what, write=write) from exc
-            except _DRIVER as exc:
-                raise _unavailable(exc, what, write=write) from exc
-            await asyncio.sleep(0.05 * 2**attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _load_scripts(self) -> None:
-        for src in SCRIPTS.values():
-            await self._client.script_load(src)
-
-    async def _send(self, calls: Sequence[Call], atomic: bool) -> list[Any]:
-        results: list[Any]
-        if len(calls) == 1:
-            name, keys, args = calls[0]
-            return [await self._gated(self._shas[name], _keys(keys), args)]
-        if self._cluster:
-            # Cluster pipelines refuse EVALSHA: send the calls at once, one per request.
-            # A failure is retried whole by `_io` (every call is safe to repeat), so a
-            # listing step that failed next to a write that succeeded is sent again.
-            sent = [self._gated(self._shas[n], _keys(k), args) for n, k, args in calls]
-            results = list(await asyncio.gather(*sent, return_exceptions=True))
-        else:
-            pipe = self._client.pipeline(transaction=atomic)
-            for name, keys, args in calls:
-                pipe.evalsha(self._shas[name], len(_keys(keys)), *_keys(keys), *args)
-            results = await pipe.execute(raise_on_error=False)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return results
-
-    async def _gated(self, sha: str, keys: tuple[str, ...], args: list[Any]) -> Any:
-        """EVALSHA on a cluster, waiting for a connection when `pool_size` are busy.
-
-        RedisCluster raises instead of waiting when its per-node pool is exhausted; this
-        semaphore is that pool's wait queue, not a lock around the I/O.
-        """
-        if self._gate is None:
-            return await self._client.evalsha(sha, len(keys), *keys, *args)
-        async with self._gate:
-            return await self._client.evalsha(sha, len(keys), *keys, *args)
+        return await retrying(what, fn, attempts=self._attempts, write=write)
 
     async def _eval(
         self, what: str, calls: Sequence[Call], *, write: bool = False, atomic: bool = False
     ) -> list[Any]:
-        """Run scripts in one round trip (a pipeline), loading them again after NOSCRIPT."""
+        """Run `calls` (see `Scripts.run`) inside the retry boundary `_io`."""
 
         async def run() -> list[Any]:
-            out: list[Any] = []
-            for start in range(0, len(calls), _BATCH):
-                chunk = calls[start : start + _BATCH]
-                try:
-                    out += await self._send(chunk, atomic)
-                except NoScriptError:
-                    # NOSCRIPT: the server lost its script cache (restart, flush), so no
-                    # script of the chunk ran; load them and send the chunk again.
-                    await self._load_scripts()
-                    out += await self._send(chunk, atomic)
-            return out
+            return await self._scripts.run(calls, atomic)
 
         return await self._io(what, run, write=write)
 
@@ -383,10 +200,10 @@ class RedisStore(Store):
         if self._cluster:
             return [*self._touches(tenant, thread, expires), ("write", tag, args)]
         keys = (tag, self._tenants_key, self._threads_key(tenant))
-        return [("write", keys, [*args, tenant, thread, _num(expires)])]
+        return [("write", keys, [*args, tenant, thread, num(expires)])]
 
     def _touches(self, tenant: str, thread: str, expires: float | None) -> list[Call]:
-        exp = _num(expires)
+        exp = num(expires)
         return [
             ("touch", self._tenants_key, [tenant, exp]),
             ("touch", self._threads_key(tenant), [thread, exp]),
@@ -411,17 +228,17 @@ class RedisStore(Store):
     # -- protocol -------------------------------------------------------------------
 
     async def setup(self) -> None:
-        await self._io("script load", self._load_scripts)
+        await self._io("script load", self._scripts.load)
 
     async def get(self, record_id: RecordId) -> Record | None:
         rid = record_id
         tag = self._tag(rid.tenant, rid.thread)
-        args = [_num(time.time()), "1", "1" if self._refresh else "", 1,
+        args = [num(time.time()), "1", "1" if self._refresh else "", 1,
                 rid.namespace, rid.kind, rid.key]  # fmt: skip
         (rows,) = await self._eval("get", [("get", tag, args)], write=self._refresh)
         if not rows[0]:
             return None
-        record = _record(rid.tenant, rid.thread, rows[0])
+        record = decode_row(rid.tenant, rid.thread, rows[0])
         if self._refresh and record.expires_at is not None:
             touches = self._touches(rid.tenant, rid.thread, record.expires_at)
             await self._eval("refresh", touches)
@@ -434,7 +251,7 @@ class RedisStore(Store):
         groups: dict[tuple[str, str], list[int]] = defaultdict(list)
         for position, rid in enumerate(record_ids):
             groups[(rid.tenant, rid.thread)].append(position)
-        now = _num(time.time())
+        now = num(time.time())
         refresh = "1" if self._refresh else ""
         calls: list[Call] = []
         for (tenant, thread), positions in groups.items():
@@ -449,7 +266,7 @@ class RedisStore(Store):
         for ((tenant, thread), positions), rows in zip(groups.items(), results, strict=True):
             for position, row in zip(positions, rows, strict=True):
                 if row:
-                    out[position] = _record(tenant, thread, row)
+                    out[position] = decode_row(tenant, thread, row)
             expiries = [
                 r.expires_at for p in positions if (r := out[p]) is not None and r.expires_at
             ]
@@ -462,7 +279,7 @@ class RedisStore(Store):
     async def put(self, record: Record, *, expected_version: int | None = None) -> int:
         rid = record.id
         mode, expected = ("put", "") if expected_version is None else ("cas", expected_version)
-        args = [_num(time.time()), mode, expected, 1, _op(), *_fields(record)]
+        args = [num(time.time()), mode, expected, 1, new_op(), *encode_record(record)]
         calls = self._writes(rid.tenant, rid.thread, record.expires_at, args)
         ok, version = (await self._eval("put", calls, write=True))[-1][:2]
         if not ok:
@@ -486,7 +303,7 @@ class RedisStore(Store):
     ) -> list[int | None]:
         if not records:
             return []
-        now, op = _num(time.time()), _op()
+        now, op = num(time.time()), new_op()
         groups: dict[tuple[str, str], list[int]] = defaultdict(list)
         for position, record in enumerate(records):
             groups[(record.id.tenant, record.id.thread)].append(position)
@@ -496,8 +313,8 @@ class RedisStore(Store):
             group = [records[p] for p in positions]
             args: list[Any] = [now, mode, "", len(group), op]
             for record in group:
-                args += _fields(record, exact=mode == "copy")
-            expires = _latest([r.expires_at for r in group])
+                args += encode_record(record, exact=mode == "copy")
+            expires = latest([r.expires_at for r in group])
             calls += self._writes(tenant, thread, expires, args)
             replies.append(len(calls) - 1)
         results = await self._eval(what, calls, write=True, atomic=True)
@@ -506,17 +323,6 @@ class RedisStore(Store):
             for position, version in zip(positions, results[at][1:], strict=True):
                 out[position] = None if version is None else int(version)
         return out
-
-    def _find_args(self, query: Query) -> list[Any]:
-        limit = -1 if query.limit is None else query.limit
-        args: list[Any] = [
-            _num(time.time()), _opt(query.kind), _opt(query.namespace), _opt(query.group),
-            _opt(query.before), _opt(query.after), limit, "1" if query.descending else "",
-        ]  # fmt: skip
-        statuses = None if query.statuses is None else list(query.statuses)
-        args += [-1] if statuses is None else [len(statuses), *statuses]
-        tokens = list(query.tokens)
-        return [*args, len(tokens), *tokens]
 
     async def find(self, query: Query) -> list[Record]:
         if query.limit == 0:
@@ -530,11 +336,11 @@ class RedisStore(Store):
             pairs = [(tenant, query.thread) for tenant in tenants]
         else:
             pairs = await self._pairs(query.tenant)
-        args = self._find_args(query)
+        args = encode_query(query)
         calls = [("find", self._tag(t, th), args) for t, th in pairs]
         results = await self._eval("find", calls)
         found = [
-            _record(t, th, row)
+            decode_row(t, th, row)
             for (t, th), rows in zip(pairs, results, strict=True)
             for row in rows
         ]
@@ -543,17 +349,17 @@ class RedisStore(Store):
 
     async def claim(self, claim: Claim) -> Record | None:
         reclaim = "1" if claim.reclaim_expired else ""
-        args = [_num(time.time()), claim.kind, claim.to_status, _num(claim.lease_until),
-                reclaim, _op(), len(claim.statuses), *claim.statuses]  # fmt: skip
+        args = [num(time.time()), claim.kind, claim.to_status, num(claim.lease_until),
+                reclaim, new_op(), len(claim.statuses), *claim.statuses]  # fmt: skip
         tag = self._tag(claim.tenant, claim.thread)
         (row,) = await self._eval("claim", [("claim", tag, args)], write=True)
-        return _record(claim.tenant, claim.thread, row) if row else None
+        return decode_row(claim.tenant, claim.thread, row) if row else None
 
     async def delete(self, record_ids: Sequence[RecordId]) -> int:
         groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
         for rid in record_ids:
             groups[(rid.tenant, rid.thread)] += [rid.namespace, rid.kind, rid.key]
-        now = _num(time.time())
+        now = num(time.time())
         calls = [("delete", self._tag(t, th), [now, len(ids) // 3, *ids])
                  for (t, th), ids in groups.items()]  # fmt: skip
         return sum(await self._eval("delete", calls)) if calls else 0
@@ -581,7 +387,7 @@ class RedisStore(Store):
             await self._client.zrem(listing[1], tenant)
 
         await self._io("delete_tenant", unlist)
-        pattern = f"{self.prefix}{{{_esc(tenant)},".translate(_GLOB) + "*"
+        pattern = straggler_pattern(self.prefix, tenant)
 
         async def stragglers() -> set[bytes]:
             tags: set[bytes] = set()
@@ -590,14 +396,14 @@ class RedisStore(Store):
             return tags
 
         tags = await self._io("delete_tenant", stragglers)
-        calls = [("delete_thread", _text(tag), []) for tag in sorted(tags)]
+        calls = [("delete_thread", text(tag), []) for tag in sorted(tags)]
         return count + (sum(await self._eval("delete_tenant", calls)) if calls else 0)
 
     async def threads(
         self, tenant: str | None, *, after: str | None = None, limit: int = 100
     ) -> list[tuple[str, str]]:
         tenants = [tenant] if tenant is not None else await self._members(self._tenants_key)
-        now = _num(time.time())
+        now = num(time.time())
         out: list[tuple[str, str]] = []
         for name in tenants:
             live: list[str] = []
@@ -623,7 +429,7 @@ class RedisStore(Store):
         async def page() -> list[bytes | str]:
             return list(await self._client.zrangebylex(key, start, "+", 0, count))
 
-        return [_text(m) for m in await self._io("listing", page)]
+        return [text(m) for m in await self._io("listing", page)]
 
     async def scan(self, after: RecordId | None = None, *, limit: int = 500) -> list[Record]:
         out: list[Record] = []
@@ -635,15 +441,15 @@ class RedisStore(Store):
                     continue
                 tag = self._tag(tenant, thread)
                 (ids,) = await self._eval("scan", [("list", tag, [])])
-                rids = sorted(RecordId(tenant, thread, *_text(i).split("\x00")) for i in ids)
+                rids = sorted(RecordId(tenant, thread, *text(i).split("\x00")) for i in ids)
                 page = [r for r in rids if after is None or r > after][: limit - len(out)]
                 if not page:
                     continue
-                args: list[Any] = [_num(time.time()), "", "", len(page)]
+                args: list[Any] = [num(time.time()), "", "", len(page)]
                 for rid in page:
                     args += [rid.namespace, rid.kind, rid.key]
                 (rows,) = await self._eval("scan", [("get", tag, args)])
-                out += [_record(tenant, thread, row) for row in rows if row]
+                out += [decode_row(tenant, thread, row) for row in rows if row]
                 if len(out) >= limit:
                     return out
         return out
@@ -654,13 +460,13 @@ class RedisStore(Store):
         Walks every listed thread (a maintenance path; Redis expires records by itself,
         this removes what a given `now` says is expired and cleans the indexes).
         """
-        moment = _num(time.time() if now is None else now)
+        moment = num(time.time() if now is None else now)
         queue = deque(await self._pairs(None))
         count = 0
         dead: dict[str, list[str]] = defaultdict(list)
         while queue and count < limit:
             remaining = limit - count
-            page = [queue.popleft() for _ in range(min(len(queue), _BATCH, remaining))]
+            page = [queue.popleft() for _ in range(min(len(queue), BATCH, remaining))]
             budget = remaining // len(page)
             calls = [("prune", self._tag(t, th), [moment, budget]) for t, th in page]
             results = await self._eval("sweep", calls)

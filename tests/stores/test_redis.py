@@ -468,3 +468,11 @@ def test_credential_refuses_bad_urls(url: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         RedisStore.from_url(url, credential=object())
     assert "pw" not in str(info.value) and "example" not in str(info.value)
+
+
+def test_cluster_over_a_unix_socket_is_refused_with_its_reason() -> None:
+    """cluster=true with a unix:// URL names the problem instead of a generic URL error."""
+    from checkpointers import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="unix://"):
+        RedisStore.from_url("unix:///tmp/redis.sock", cluster=True)
