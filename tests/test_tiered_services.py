@@ -36,6 +36,7 @@ from checkpointers.testing import deterministic_key_ring
 from checkpointers.tiered import TieredStore
 from tests.backends import _postgres, _redis, open_tiered
 from tests.harness.services import PostgresServer, RedisServer
+from tests.reliability._support import three_step_graph
 from tests.test_tiered import Ticker
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.azurite]
@@ -230,33 +231,12 @@ async def test_resume_heavy_workload_has_hit_ratio_above_95_percent(
 ) -> None:
     """50 LangGraph threads each run a few steps, then load their latest checkpoint 20
     times: over 95% of point reads are served hot, and Prometheus exports the ratio."""
-    from langgraph.graph import END, START, StateGraph
     from prometheus_client import CollectorRegistry
-    from typing_extensions import TypedDict
 
-    from adapters.langgraph import CheckpointSaver
-
-    class State(TypedDict, total=False):
-        steps: list[str]
-        note: str
-
-    def step(name: str) -> Any:
-        def run(state: State) -> State:
-            return {"steps": [*state.get("steps", []), name], "note": name * 100}
-
-        return run
-
-    builder = StateGraph(State)
-    for name in ("a", "b", "c"):
-        builder.add_node(name, step(name))
-    builder.add_edge(START, "a")
-    builder.add_edge("a", "b")
-    builder.add_edge("b", "c")
-    builder.add_edge("c", END)
     registry = CollectorRegistry()
     Metrics(registry).watch_tiers(tiered, "resume")
-    graph = builder.compile(
-        checkpointer=CheckpointSaver(EncryptedStore(tiered, deterministic_key_ring()))
+    graph = three_step_graph(
+        CheckpointSaver(EncryptedStore(tiered, deterministic_key_ring())), note_size=100
     )
     configs = [{"configurable": {"thread_id": f"w{i}"}} for i in range(50)]
     await asyncio.gather(*(graph.ainvoke({"steps": []}, c) for c in configs))  # type: ignore[arg-type]

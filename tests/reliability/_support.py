@@ -136,3 +136,29 @@ def spawn_job(job: dict[str, Any]) -> subprocess.Popen[bytes]:
         env=child_env(),
         cwd=ROOT,
     )
+
+
+def three_step_graph(saver: Any, *, note_size: int) -> Any:
+    """A compiled a -> b -> c LangGraph whose every node appends its name to `steps` and
+    writes a `note` of `note_size` characters."""
+    from langgraph.graph import END, START, StateGraph
+    from typing_extensions import TypedDict
+
+    class State(TypedDict, total=False):
+        steps: list[str]
+        note: str
+
+    def step(name: str) -> Any:
+        def run(state: State) -> State:
+            return {"steps": [*state.get("steps", []), name], "note": name * note_size}
+
+        return run
+
+    builder = StateGraph(State)
+    for name in ("a", "b", "c"):
+        builder.add_node(name, step(name))
+    builder.add_edge(START, "a")
+    builder.add_edge("a", "b")
+    builder.add_edge("b", "c")
+    builder.add_edge("c", END)
+    return builder.compile(checkpointer=saver)

@@ -32,7 +32,7 @@ from tests.harness.services import (
     throwaway_database,
     unique_redis_prefix,
 )
-from tests.reliability._support import key_ring
+from tests.reliability._support import key_ring, three_step_graph
 
 
 def _ms(samples: list[float]) -> dict[str, float]:
@@ -48,30 +48,6 @@ async def _timed(call: Callable[[], Awaitable[Any]]) -> float:
     start = time.perf_counter()
     await call()
     return time.perf_counter() - start
-
-
-def _graph(saver: Any) -> Any:
-    from langgraph.graph import END, START, StateGraph
-    from typing_extensions import TypedDict
-
-    class State(TypedDict, total=False):
-        steps: list[str]
-        note: str
-
-    def step(name: str) -> Any:
-        def run(state: State) -> State:
-            return {"steps": [*state.get("steps", []), name], "note": name * 200}
-
-        return run
-
-    builder = StateGraph(State)
-    for name in ("a", "b", "c"):
-        builder.add_node(name, step(name))
-    builder.add_edge(START, "a")
-    builder.add_edge("a", "b")
-    builder.add_edge("b", "c")
-    builder.add_edge("c", END)
-    return builder.compile(checkpointer=saver)
 
 
 async def measure(redis_url: str, prefix: str, dsn: str) -> dict[str, Any]:
@@ -92,7 +68,7 @@ async def measure(redis_url: str, prefix: str, dsn: str) -> dict[str, Any]:
         await hot.delete(ids)
         out["read_durable"] = _ms([await _timed(lambda r=rid: durable.get(r)) for rid in ids])
 
-        graph = _graph(CheckpointSaver(EncryptedStore(tiered, key_ring())))
+        graph = three_step_graph(CheckpointSaver(EncryptedStore(tiered, key_ring())), note_size=200)
         threads = [{"configurable": {"thread_id": f"r{i}"}} for i in range(200)]
         await asyncio.gather(*(graph.ainvoke({"steps": []}, c) for c in threads))
 
