@@ -52,7 +52,7 @@ class Session:
 def check_available(name: str, env: Env) -> None:
     """Raise `Unavailable` when `name` cannot run in this environment."""
     if name.startswith("ours/"):
-        adapter_available("adapters.langgraph")
+        adapter_available("checkpointers.langgraph")
         kind = name.split("/", 1)[1]
         if kind in ("postgres", "tiered"):
             our_store_available("postgresql")
@@ -94,7 +94,8 @@ async def open_saver(name: str, env: Env, keys: Any = None) -> AsyncIterator[Ses
     async with AsyncExitStack() as cleanup:
         measure: Any = None
         if name.startswith("ours/"):
-            from adapters.langgraph import CheckpointSaver
+            from checkpointers.langgraph import CheckpointSaver
+
             from checkpointers.testing import deterministic_key_ring
 
             ring = keys if keys is not None else deterministic_key_ring("benchmarks")
@@ -219,7 +220,7 @@ def preload(name: str) -> None:
     if name.startswith("ours/"):
         kind = name.split("/", 1)[1]
         kinds = {"tiered": ("redis", "postgresql", "tiered"), "postgres": ("postgresql",)}
-        modules = ["adapters.langgraph"]
+        modules = ["checkpointers.langgraph"]
         modules += [OUR_STORE_MODULES[k] for k in kinds.get(kind, (kind,)) if k != "memory"]
     elif name == "AsyncSqliteSaver":
         modules = ["langgraph.checkpoint.sqlite.aio"]
@@ -235,7 +236,7 @@ async def open_at(name: str, url: Any) -> AsyncIterator[Any]:
     nothing (a resumer process, a counting proxy): only the savers that can be reached
     from another process (not memory)."""
     if name.startswith("ours/"):
-        from adapters.langgraph import CheckpointSaver
+        from checkpointers.langgraph import CheckpointSaver
 
         async with CheckpointSaver.from_url(url, keys=benchmark_key_ring()) as saver:
             yield saver

@@ -62,7 +62,7 @@ def new_state(nodes: int, state_bytes: int) -> LoopState:
 def check_available(name: str, env: Env) -> None:
     if not name.startswith("ours/"):
         return
-    adapter_available("adapters.pydantic_graph")
+    adapter_available("checkpointers.pydantic_graph")
     kind = name.split("/", 1)[1]
     if kind in ("postgres", "tiered"):
         our_store_available("postgresql")
@@ -145,7 +145,8 @@ async def single_run(
     times: list[float] = []
     stored: int | None = None
     if name.startswith("ours/"):
-        from adapters.pydantic_graph import StatePersistence
+        from checkpointers.pydantic_graph import StatePersistence
+
         from checkpointers.testing import deterministic_key_ring
 
         ring = deterministic_key_ring("benchmarks")
@@ -205,7 +206,8 @@ async def concurrent_runs(
         return bad
 
     if name.startswith("ours/"):
-        from adapters.pydantic_graph import StatePersistence
+        from checkpointers.pydantic_graph import StatePersistence
+
         from checkpointers import EncryptedStore
         from checkpointers.testing import deterministic_key_ring
 

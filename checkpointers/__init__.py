@@ -2,9 +2,11 @@
 
 The core is framework-free: `EncryptedStore` writes records encrypted with a `KeyRing`
 into a `Store` (memory, SQLite, Redis, PostgreSQL, Azure Blob, or tiers of them).
-Framework adapters live in the `adapters` package.
+The framework adapters are `checkpointers.langgraph`, `checkpointers.pydantic_graph` and
+`checkpointers.pydantic_ai` (each needs its extra installed).
 """
 
+from checkpointers._layout import source_tree_adapters
 from checkpointers.crypto import KeyEncryptionKey, KeyRing, LocalKey
 from checkpointers.encrypted import DEFAULT_TENANT, EncryptedStore, Entry
 from checkpointers.errors import (
@@ -25,6 +27,10 @@ from checkpointers.stores import MemoryStore, SqliteStore, Store
 from checkpointers.urls import open_store
 
 __version__ = "0.1.0"
+
+# In a source checkout (and an editable install) the adapters live in the repository's
+# top-level `adapters/` folder; a wheel installs them inside this package instead.
+__path__ = [*__path__, *source_tree_adapters(__path__)]
 
 __all__ = [
     "DEFAULT_TENANT",

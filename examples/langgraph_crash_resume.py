@@ -29,9 +29,9 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
+from checkpointers.langgraph import CheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
-from adapters.langgraph import CheckpointSaver
 from checkpointers.crypto import create_key_file
 
 NODES = ["fetch_order", "check_stock", "charge_card", "ship_parcel", "send_receipt"]

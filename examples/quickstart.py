@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, TypedDict
 
+from checkpointers.langgraph import CheckpointSaver
+from checkpointers.pydantic_graph import StatePersistence
 from langgraph.graph import END, START, StateGraph
 from pydantic_graph import BaseNode, End, GraphRunContext
 from pydantic_graph.graph import Graph
 
-from adapters.langgraph import CheckpointSaver
-from adapters.pydantic_graph import StatePersistence
 from checkpointers import EncryptedStore
 
 

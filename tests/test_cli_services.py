@@ -27,9 +27,9 @@ import pytest
 import redis
 import typer
 from azure.storage.blob import ContainerClient
+from checkpointers.langgraph import CheckpointSaver
 from langgraph.checkpoint.base import empty_checkpoint
 
-from adapters.langgraph import CheckpointSaver
 from checkpointers import EncryptedStore, KeyRing
 from checkpointers.cli import app
 from checkpointers.crypto.envelope import Envelope

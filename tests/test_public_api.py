@@ -36,7 +36,7 @@ def test_all_is_sorted_and_importable(name: str) -> None:
 def test_adapters_import_only_public_core_names() -> None:
     """Adapters import from public core modules only (no private `_` modules or names)."""
     root = Path(__file__).resolve().parents[1] / "adapters"
-    for path in root.glob("*.py"):
+    for path in root.rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("checkpointers"):

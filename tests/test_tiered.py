@@ -537,7 +537,10 @@ async def test_credential_reaches_postgres_and_redis_tiers() -> None:
 
     credential = AsyncStaticTokenCredential()
     tiered, _ = TieredStore.from_urls(
-        ["rediss://oid@cache.example.net:6380/0", "postgresql://app@db.example.net/db?sslmode=require"],
+        [
+            "rediss://oid@cache.example.net:6380/0",
+            "postgresql://app@db.example.net/db?sslmode=require",
+        ],
         credential=credential,
     )
     try:

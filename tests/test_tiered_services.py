@@ -21,9 +21,9 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from azure.storage.blob.aio import ContainerClient
+from checkpointers.langgraph import CheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
-from adapters.langgraph import CheckpointSaver
 from checkpointers import EncryptedStore, StoreUnavailableError
 from checkpointers.observability import Metrics
 from checkpointers.record import Query, Record, RecordId

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import pytest
+from checkpointers.langgraph import CheckpointSaver
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
 from langgraph.func import entrypoint, task
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
-from adapters.langgraph import CheckpointSaver
 from checkpointers import (
     ConfigurationError,
     EncryptedStore,

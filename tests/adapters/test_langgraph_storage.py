@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
 import pytest
+from checkpointers.langgraph import CheckpointSaver
+from checkpointers.langgraph import _core as _langgraph_core
+from checkpointers.langgraph._core import MAX_TAIL_CHAIN
 from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
-from adapters import _langgraph_core
-from adapters._langgraph_core import MAX_TAIL_CHAIN
-from adapters.langgraph import CheckpointSaver
 from checkpointers import (
     EncryptedStore,
     MemoryStore,

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from checkpointers.pydantic_graph import StatePersistence
 from pydantic_graph import BaseNode, End, GraphRunContext
 from pydantic_graph.exceptions import GraphNodeStatusError, GraphRuntimeError
 from pydantic_graph.graph import Graph
 from pydantic_graph.persistence import EndSnapshot, NodeSnapshot, Snapshot
 from pydantic_graph.persistence.in_mem import FullStatePersistence
 
-from adapters.pydantic_graph import StatePersistence
 from checkpointers import (
     ConfigurationError,
     EncryptedStore,
@@ -680,7 +680,7 @@ async def test_from_url_without_keys_is_a_clear_error(monkeypatch: pytest.Monkey
 def test_import_does_not_warn() -> None:
     """Importing the adapter emits no deprecation warning on late pydantic-graph 1.x."""
     subprocess.run(
-        [sys.executable, "-W", "error", "-c", "import adapters.pydantic_graph"],
+        [sys.executable, "-W", "error", "-c", "import checkpointers.pydantic_graph"],
         cwd=ROOT,
         check=True,
     )

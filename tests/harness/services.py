@@ -572,9 +572,7 @@ class PgBouncer:
 
         def ready() -> bool:
             if not self._process.running:
-                raise HarnessUnavailable(
-                    f"pgbouncer exited: {self._process.log_text()[-800:]}"
-                )
+                raise HarnessUnavailable(f"pgbouncer exited: {self._process.log_text()[-800:]}")
             return port_accepts(self.port) and postgres_reachable(self.url(), timeout=1.0)
 
         wait_for(ready, timeout=timeout, what=f"pgbouncer on port {self.port}")

@@ -74,9 +74,8 @@ class LGState(TypedDict, total=False):
 
 
 def _langgraph(job: dict[str, Any]) -> dict[str, Any]:
+    from checkpointers.langgraph import CheckpointSaver
     from langgraph.graph import END, START, StateGraph
-
-    from adapters.langgraph import CheckpointSaver
 
     def make(name: str) -> Any:
         def run(state: LGState) -> LGState:
@@ -170,7 +169,7 @@ pg_graph: Graph[PGState, None, str] = Graph(nodes=[N0, N1, N2, N3, N4, N5], name
 
 
 def _pydantic_graph(job: dict[str, Any]) -> dict[str, Any]:
-    from adapters.pydantic_graph import StatePersistence
+    from checkpointers.pydantic_graph import StatePersistence
 
     _JOB.clear()
     _JOB.update(job)
@@ -205,7 +204,7 @@ def _pydantic_graph(job: dict[str, Any]) -> dict[str, Any]:
 
 def _claim_loop(job: dict[str, Any]) -> dict[str, Any]:
     """Claim and run snapshots of one run until none is left; log each claim."""
-    from adapters.pydantic_graph import StatePersistence
+    from checkpointers.pydantic_graph import StatePersistence
 
     async def main() -> dict[str, Any]:
         claimed = 0
@@ -233,11 +232,11 @@ def run_job(job: dict[str, Any]) -> None:
 
 
 def _preload() -> None:
+    import checkpointers.langgraph
+    import checkpointers.pydantic_graph
     import langgraph.graph  # noqa: F401
     import pydantic_graph.graph  # noqa: F401
 
-    import adapters.langgraph
-    import adapters.pydantic_graph  # noqa: F401
     import checkpointers.stores.postgres
     import checkpointers.stores.redis
     import checkpointers.tiered  # noqa: F401

@@ -51,7 +51,7 @@ async def _timed(call: Callable[[], Awaitable[Any]]) -> float:
 
 
 async def measure(redis_url: str, prefix: str, dsn: str) -> dict[str, Any]:
-    from adapters.langgraph import CheckpointSaver
+    from checkpointers.langgraph import CheckpointSaver
 
     hot = RedisStore.from_url(redis_url, prefix=prefix, pool_size=128)
     durable = PostgresStore.from_url(dsn, pool_max=40)

@@ -49,7 +49,7 @@ async def test_two_savers_writing_one_thread_lose_nothing_and_never_mix(
     """Two savers with their own connections put 40 checkpoints on one thread at once (all
     kept, each with its own values) and race on 10 shared checkpoint ids (one version wins
     whole: values and writes never mixed between the two)."""
-    from adapters.langgraph import CheckpointSaver
+    from checkpointers.langgraph import CheckpointSaver
 
     stores = await _open_two(backend, request, tmp_path)
     try:
@@ -109,7 +109,8 @@ async def test_two_savers_writing_one_thread_lose_nothing_and_never_mix(
 async def test_record_run_race_lets_exactly_one_worker_start_a_snapshot(tmp_path: Path) -> None:
     """Two persistence objects starting the same created snapshot at once: one runs it, the
     other gets GraphNodeStatusError (or ConflictError), never both."""
-    from adapters.pydantic_graph import StatePersistence
+    from checkpointers.pydantic_graph import StatePersistence
+
     from checkpointers.stores.sqlite import SqliteStore
     from tests.reliability._crash_worker import N1, PGState, pg_graph
 
@@ -141,7 +142,8 @@ def test_workers_in_many_processes_claim_each_snapshot_once(
 ) -> None:
     """Worker processes claiming one run's 60 created snapshots on PostgreSQL: every
     snapshot is claimed and run exactly once, none twice, none lost."""
-    from adapters.pydantic_graph import StatePersistence
+    from checkpointers.pydantic_graph import StatePersistence
+
     from tests.reliability._crash_worker import N1, PGState, pg_graph
 
     run_id = f"claims-{uuid.uuid4().hex[:8]}"

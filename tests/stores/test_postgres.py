@@ -588,9 +588,7 @@ async def test_credential_token_is_the_password(token_role: tuple[str, str]) -> 
     with pytest.raises(asyncpg.InvalidPasswordError):
         await asyncpg.connect(url)  # the role really needs its password
     credential = AsyncStaticTokenCredential(token)
-    async with PostgresStore.from_url(
-        url, credential=credential, pool_min=3, schema="s1"
-    ) as store:
+    async with PostgresStore.from_url(url, credential=credential, pool_min=3, schema="s1") as store:
         await store.setup()
         await store.put(Record(id=_rid(), body=b"x"))
         assert (await store.get(_rid())) is not None
@@ -603,9 +601,7 @@ async def test_credential_token_renewed_near_expiry(token_role: tuple[str, str])
 
     url, token = token_role
     credential = AsyncStaticTokenCredential(token, lifetime=60)
-    async with PostgresStore.from_url(
-        url, credential=credential, pool_min=3, schema="s1"
-    ) as store:
+    async with PostgresStore.from_url(url, credential=credential, pool_min=3, schema="s1") as store:
         await store.ping()
     assert len(credential.calls) == 3
 

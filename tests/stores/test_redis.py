@@ -425,7 +425,9 @@ async def test_credential_wrong_token_is_unavailable(acl_server: RedisServer) ->
     """A token the server rejects is a StoreUnavailableError that does not show it."""
     from tests.harness.keyvault_fake import AsyncStaticTokenCredential
 
-    store = RedisStore.from_url(_entra_url(acl_server), credential=AsyncStaticTokenCredential("bad"))
+    store = RedisStore.from_url(
+        _entra_url(acl_server), credential=AsyncStaticTokenCredential("bad")
+    )
     try:
         with pytest.raises(StoreUnavailableError) as info:
             await store.ping()

@@ -21,9 +21,8 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from langgraph.checkpoint.serde.base import SerializerProtocol
-
 from checkpointers import IntegrityError, SerializationError
+from langgraph.checkpoint.serde.base import SerializerProtocol
 
 CHECKPOINT = "checkpoint"
 BLOB = "blob"

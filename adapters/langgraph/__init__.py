@@ -8,7 +8,7 @@ metadata through keyed blind-index tokens.
 
 Example:
     ```python
-    from adapters.langgraph import CheckpointSaver
+    from checkpointers.langgraph import CheckpointSaver
 
     async with CheckpointSaver.from_url("sqlite:///checkpoints.db") as saver:
         graph = builder.compile(checkpointer=saver)
@@ -37,6 +37,9 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
+from typing_extensions import Self
+
+from checkpointers import EncryptedStore, KeyRing, Portal
 from langgraph.checkpoint.base import (
     ChannelVersions,
     Checkpoint,
@@ -45,10 +48,8 @@ from langgraph.checkpoint.base import (
     DeltaChannelHistory,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from typing_extensions import Self
 
-from adapters._langgraph_maintenance import SaverMaintenance
-from checkpointers import EncryptedStore, KeyRing, Portal
+from ._maintenance import SaverMaintenance
 
 __all__ = ["CheckpointSaver"]
 

@@ -1,7 +1,7 @@
 """The async implementation of the LangGraph saver over `EncryptedStore`.
 
-`adapters.langgraph.CheckpointSaver` adds the lifecycle and the sync facade on top.
-The record layout is described in `adapters._langgraph_codec`.
+`checkpointers.langgraph.CheckpointSaver` adds the lifecycle and the sync facade on top.
+The record layout is described in `checkpointers.langgraph._codec`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+
+from checkpointers import (
+    ConfigurationError,
+    EncryptedStore,
+    Entry,
+    IntegrityError,
+    Record,
+    RecordId,
+)
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
     BaseCheckpointSaver,
@@ -26,15 +35,7 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 
-from adapters import _langgraph_codec as codec
-from checkpointers import (
-    ConfigurationError,
-    EncryptedStore,
-    Entry,
-    IntegrityError,
-    Record,
-    RecordId,
-)
+from . import _codec as codec
 
 #: A channel value stored as an appended tail is re-stored in full after this many links.
 MAX_TAIL_CHAIN = 50

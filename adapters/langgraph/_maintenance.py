@@ -1,6 +1,6 @@
 """Maintenance of the LangGraph saver: delete, copy, prune, runs, delta-channel history.
 
-A mixin over `SaverCore`; `adapters.langgraph.CheckpointSaver` exposes it.
+A mixin over `SaverCore`; `checkpointers.langgraph.CheckpointSaver` exposes it.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from dataclasses import replace
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+
+from checkpointers import ConfigurationError, Record, RecordId
 from langgraph.checkpoint.base import DeltaChannelHistory, PendingWrite, get_checkpoint_id
 
-from adapters import _langgraph_codec as codec
-from adapters._langgraph_core import SaverCore, configurable, thread_of
-from checkpointers import ConfigurationError, Record, RecordId
+from . import _codec as codec
+from ._core import SaverCore, configurable, thread_of
 
 _DELETE_BATCH = 500
 
