@@ -3,21 +3,27 @@
 It turns plaintext into encrypted records bound to their identity, computes blind-index
 tokens for exact-match filters, applies the tenant and the expiry, and decrypts what it
 reads. Adapters know frameworks; stores know bytes; this layer joins them.
+
+It also owns the event loop its clients live on (a `Portal`): every async method runs
+on that loop whichever loop awaits it, and `call()` runs work there for sync callers, so
+adapters never decide which loop runs what.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import secrets
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import Any
+from typing import Any, Concatenate, TypeVar
 
-from typing_extensions import Self
+from typing_extensions import ParamSpec, Self
 
 from checkpointers.crypto.keyring import KeyRing
 from checkpointers.errors import (
@@ -29,6 +35,7 @@ from checkpointers.errors import (
     SerializationError,
 )
 from checkpointers.observability import record_decrypt_failure
+from checkpointers.portal import DEFAULT_SYNC_TIMEOUT, Portal
 from checkpointers.record import Claim, Query, Record, RecordId
 from checkpointers.stores.base import Store
 from checkpointers.urls import open_store, parse_identifier
@@ -41,6 +48,29 @@ _INDEX_KEY_KIND = "__index_key__"
 _INDEX_KEY_ID = "v1"
 _INDEX_KEY_SIZE = 32
 _TOKEN_HEX = 32
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+def _at_home(
+    method: Callable[Concatenate[EncryptedStore, P], Awaitable[R]],
+) -> Callable[Concatenate[EncryptedStore, P], Coroutine[Any, Any, R]]:
+    """Run an async method on the store's home loop, whichever loop awaits it.
+
+    The first async use binds the home loop (the running one). Awaited on another loop,
+    the call is bridged to the home loop with futures; on the home loop it runs as is.
+    """
+
+    @functools.wraps(method)
+    async def on_home_loop(self: EncryptedStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        portal = self._portal or self._bind_portal(owned=False)
+        if portal.at_home():
+            return await method(self, *args, **kwargs)
+        return await portal.run(method, self, *args, **kwargs)
+
+    return on_home_loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +96,13 @@ class EncryptedStore:
         max_record_bytes: refuse plaintext bodies larger than this.
         owns_store: close `store` on `aclose()` (set by `from_url`).
         migrate: run the store's `setup()` on first use.
+        sync_timeout: seconds a synchronous call (`call`, the adapters' sync methods)
+            waits for its result before it is cancelled.
+
+    The store lives on one event loop: the loop of its first async use (`async with`),
+    or, when first used synchronously (`with`, `call`), a loop on a daemon thread it
+    starts and stops on `close()`. Awaiting its methods from another loop works (they
+    are bridged to the home loop); a sync call from the home loop's thread is refused.
     """
 
     def __init__(
@@ -78,6 +115,7 @@ class EncryptedStore:
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         owns_store: bool = False,
         migrate: bool = True,
+        sync_timeout: float = DEFAULT_SYNC_TIMEOUT,
     ) -> None:
         self.store = store
         self.keys = keys
@@ -88,6 +126,12 @@ class EncryptedStore:
         self._migrate = migrate
         self._ready = False
         self._index_keys: dict[str, bytes] = {}
+        self._sync_timeout = sync_timeout
+        self._portal: Portal | None = None
+        # Guards binding the home loop only: two first uses racing from two threads
+        # must agree on one loop.
+        self._portal_lock = threading.Lock()
+        self._closed = False
 
     @classmethod
     def from_url(
@@ -98,6 +142,7 @@ class EncryptedStore:
         tenant: str | None = None,
         ttl: float | None = None,
         migrate: bool = True,
+        sync_timeout: float = DEFAULT_SYNC_TIMEOUT,
         **store_options: Any,
     ) -> EncryptedStore:
         """Open the store(s) at `url`; a list of URLs makes tiers, hottest first.
@@ -129,10 +174,39 @@ class EncryptedStore:
             ttl=ttl if ttl is not None else common.get("ttl"),
             owns_store=True,
             migrate=migrate,
+            sync_timeout=sync_timeout,
         )
 
     # -- lifecycle ------------------------------------------------------------------
 
+    def _bind_portal(self, *, owned: bool) -> Portal:
+        """The home loop, bound on first use: the running loop, or an owned thread."""
+        with self._portal_lock:
+            if self._portal is None:
+                if self._closed:
+                    raise ConfigurationError("this store is closed")
+                self._portal = (
+                    Portal.start("checkpointers-store", sync_timeout=self._sync_timeout)
+                    if owned
+                    else Portal.borrow(sync_timeout=self._sync_timeout)
+                )
+            return self._portal
+
+    def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Run `fn(*args, **kwargs)` on the store's home loop and wait for the result.
+
+        This is the whole sync API: an adapter's sync method is one `call` of its async
+        twin. Used before any async use, it starts the store's own loop thread.
+
+        Raises:
+            ConfigurationError: called from the home loop's thread (use the async API),
+                the store is closed, or its loop is blocked or gone.
+            StoreUnavailableError: no result within `sync_timeout`; the call was
+                cancelled and may have been applied.
+        """
+        return (self._portal or self._bind_portal(owned=True)).call(fn, *args, **kwargs)
+
+    @_at_home
     async def setup(self) -> None:
         """Create or migrate the backend schema (idempotent)."""
         await self.store.setup()
@@ -143,13 +217,56 @@ class EncryptedStore:
             await self.setup()
         self._ready = True
 
-    async def aclose(self) -> None:
-        """Close the store if this object opened it. Idempotent."""
+    async def _close_store(self) -> None:
         if self._owns_store:
             await self.store.aclose()
 
+    async def aclose(self) -> None:
+        """Close the store if this object opened it, and its own loop thread if it
+        started one. Idempotent; safe from any loop.
+        """
+        with self._portal_lock:
+            if self._closed:
+                return
+            self._closed = True
+            portal = self._portal
+        if portal is None:
+            await self._close_store()
+            return
+        try:
+            await portal.run(self._close_store)
+        finally:
+            # Inside a running loop: stop the owned thread without joining it.
+            portal.close(wait=False)
+
+    def close(self) -> None:
+        """Sync `aclose`: close the store if this object opened it, and its loop thread.
+
+        Raises:
+            ConfigurationError: called from the home loop's thread (use `aclose`).
+        """
+        with self._portal_lock:
+            if self._closed:
+                return
+            portal = self._portal
+        if portal is None:
+            portal = self._bind_portal(owned=True)
+        if portal.in_home_thread():
+            raise ConfigurationError(
+                "close() was called from the store's own event loop: use aclose()"
+            )
+        with self._portal_lock:
+            self._closed = True
+        try:
+            if not portal.closed:
+                portal.call(self._close_store)
+        finally:
+            portal.close()
+
     async def __aenter__(self) -> Self:
         try:
+            if self._portal is None:
+                self._bind_portal(owned=False)
             await self._ensure_ready()
         except BaseException:
             await self.aclose()
@@ -163,6 +280,22 @@ class EncryptedStore:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def __enter__(self) -> Self:
+        try:
+            self.call(self._ensure_ready)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     # -- identities and tokens ------------------------------------------------------
 
@@ -195,6 +328,7 @@ class EncryptedStore:
         self._index_keys[self.tenant] = found_data
         return found_data
 
+    @_at_home
     async def tokens(self, index: Mapping[str, Any]) -> frozenset[str]:
         """Blind-index tokens for exact-match lookup of `name == value` pairs.
 
@@ -223,6 +357,7 @@ class EncryptedStore:
 
     # -- writes -----------------------------------------------------------------------
 
+    @_at_home
     async def seal(
         self,
         record_id: RecordId,
@@ -263,6 +398,7 @@ class EncryptedStore:
             lease_until=lease_until,
         )
 
+    @_at_home
     async def put(
         self,
         record_id: RecordId,
@@ -297,6 +433,7 @@ class EncryptedStore:
         version = await self.store.put(record, expected_version=expected_version)
         return Entry(replace(record, version=version), data)
 
+    @_at_home
     async def put_records(
         self, records: Sequence[Record], *, if_absent: bool = False
     ) -> list[int | None]:
@@ -316,6 +453,7 @@ class EncryptedStore:
                 raise ConfigurationError("a record of another tenant")
         return await self.store.put_many(records, if_absent=if_absent)
 
+    @_at_home
     async def update(
         self,
         entry: Entry,
@@ -349,6 +487,7 @@ class EncryptedStore:
 
     # -- reads ------------------------------------------------------------------------
 
+    @_at_home
     async def open(self, record: Record) -> Entry:
         """Decrypt a record read from the store.
 
@@ -367,6 +506,7 @@ class EncryptedStore:
             raise
         return Entry(record, data)
 
+    @_at_home
     async def get(self, record_id: RecordId) -> Entry | None:
         """The decrypted record, or None when absent or expired."""
         await self._ensure_ready()
@@ -377,6 +517,7 @@ class EncryptedStore:
             raise IntegrityError(f"{record_id.describe()}: the store returned another record")
         return await self.open(record)
 
+    @_at_home
     async def get_many(self, record_ids: Sequence[RecordId]) -> list[Entry | None]:
         """The decrypted records at `record_ids`, in order (None where absent or expired),
         read in one store call (one round trip on every backend but Azure Blob).
@@ -391,6 +532,7 @@ class EncryptedStore:
             for record in await self.get_many_records(record_ids)
         ]
 
+    @_at_home
     async def get_many_records(self, record_ids: Sequence[RecordId]) -> list[Record | None]:
         """The records at `record_ids`, still encrypted (open them with `open`), in order.
 
@@ -409,6 +551,7 @@ class EncryptedStore:
         """A `Query` scoped to this tenant."""
         return Query(tenant=self.tenant, **fields)
 
+    @_at_home
     async def find(self, query: Query) -> list[Entry]:
         """Decrypted records matching `query` (which must be scoped to this tenant)."""
         if query.tenant != self.tenant:
@@ -416,6 +559,7 @@ class EncryptedStore:
         await self._ensure_ready()
         return [await self.open(record) for record in await self.store.find(query)]
 
+    @_at_home
     async def find_records(self, query: Query) -> list[Record]:
         """Records matching `query`, still encrypted (routing fields only)."""
         if query.tenant != self.tenant:
@@ -423,11 +567,13 @@ class EncryptedStore:
         await self._ensure_ready()
         return await self.store.find(query)
 
+    @_at_home
     async def latest(self, query: Query) -> Entry | None:
         """The decrypted record with the greatest `sort` matching `query`."""
         found = await self.find(replace(query, limit=1, descending=True))
         return found[0] if found else None
 
+    @_at_home
     async def claim(self, claim: Claim) -> Entry | None:
         """Atomically claim and decrypt the oldest claimable record, or None."""
         if claim.tenant != self.tenant:
@@ -438,6 +584,7 @@ class EncryptedStore:
 
     # -- deletes ----------------------------------------------------------------------
 
+    @_at_home
     async def delete(self, record_ids: Sequence[RecordId]) -> int:
         """Delete records of this tenant; returns how many existed."""
         if any(rid.tenant != self.tenant for rid in record_ids):
@@ -445,11 +592,13 @@ class EncryptedStore:
         await self._ensure_ready()
         return await self.store.delete(record_ids)
 
+    @_at_home
     async def delete_thread(self, thread: str) -> int:
         """Delete a thread or run of this tenant, every namespace and kind."""
         await self._ensure_ready()
         return await self.store.delete_thread(self.tenant, thread)
 
+    @_at_home
     async def erase_tenant(self) -> int:
         """Delete every record of this tenant, its blind-index key included."""
         await self._ensure_ready()

@@ -27,13 +27,13 @@ import pytest
 import redis
 import typer
 from azure.storage.blob import ContainerClient
-from checkpointers.langgraph import CheckpointSaver
 from langgraph.checkpoint.base import empty_checkpoint
 
 from checkpointers import EncryptedStore, KeyRing
 from checkpointers.cli import app
 from checkpointers.crypto.envelope import Envelope
 from checkpointers.crypto.local import create_key_file, read_key_file
+from checkpointers.langgraph import CheckpointSaver
 from checkpointers.stores._azure_blob_layout import parse_name
 from checkpointers.tiered import TieredStore
 from checkpointers.urls import open_store

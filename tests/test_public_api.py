@@ -53,7 +53,7 @@ async def test_reprs_carry_no_plaintext_or_key_material() -> None:
     await enc.put(rid, marker)
     entry = await enc.get(rid)
     assert entry is not None
-    portal = Portal()
+    portal = Portal.start()
     try:
         texts = [repr(entry), str(entry), repr(entry.record), repr(enc), repr(ring),
                  repr(enc.store), repr(portal)]  # fmt: skip

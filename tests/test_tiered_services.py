@@ -21,10 +21,10 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from azure.storage.blob.aio import ContainerClient
-from checkpointers.langgraph import CheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
 from checkpointers import EncryptedStore, StoreUnavailableError
+from checkpointers.langgraph import CheckpointSaver
 from checkpointers.observability import Metrics
 from checkpointers.record import Query, Record, RecordId
 from checkpointers.resilience import CircuitBreaker

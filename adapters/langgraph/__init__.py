@@ -22,13 +22,8 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import (
     AsyncIterator,
-    Awaitable,
-    Callable,
-    Coroutine,
     Iterator,
     Mapping,
     Sequence,
@@ -37,9 +32,6 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
-from typing_extensions import Self
-
-from checkpointers import EncryptedStore, KeyRing, Portal
 from langgraph.checkpoint.base import (
     ChannelVersions,
     Checkpoint,
@@ -48,6 +40,9 @@ from langgraph.checkpoint.base import (
     DeltaChannelHistory,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
+from typing_extensions import Self
+
+from checkpointers import EncryptedStore, KeyRing
 
 from ._maintenance import SaverMaintenance
 
@@ -61,7 +56,8 @@ class CheckpointSaver(SaverMaintenance):
 
     Build it with `from_url(...)` (it then owns the store and closes it) and use it as
     `async with` or `with`; or give it an opened `EncryptedStore`, which it borrows and
-    never closes. The sync methods run the async ones on one background event loop.
+    never closes. The sync methods run the async ones on the store's event loop (see
+    `EncryptedStore.call`); the async ones can be awaited from any loop.
 
     Channel values are stored once per (thread, namespace, channel, version). A list
     channel that grows by appending (a message history) is stored as the appended items
@@ -85,8 +81,6 @@ class CheckpointSaver(SaverMaintenance):
         super().__init__(serde=serde)
         self._init_core(store, append_only=append_only)
         self._owns_store = False
-        self._portal: Portal | None = None
-        self._portal_lock = threading.Lock()
 
     @classmethod
     def from_url(
@@ -117,21 +111,11 @@ class CheckpointSaver(SaverMaintenance):
         saver._owns_store = True
         return saver
 
-    # -- lifecycle ------------------------------------------------------------------
-
-    async def _open(self) -> None:
-        if self._owns_store:
-            await self._store.__aenter__()
-
-    async def _close_store(self) -> None:
-        if self._owns_store:
-            await self._store.aclose()
+    # -- lifecycle: the store owns the event loop; sync calls go through it -------------
 
     async def __aenter__(self) -> Self:
-        await self._open()
-        with self._portal_lock:
-            if self._portal is None:
-                self._portal = Portal.borrow_running_loop()
+        if self._owns_store:
+            await self._store.__aenter__()
         return self
 
     async def __aexit__(
@@ -143,12 +127,8 @@ class CheckpointSaver(SaverMaintenance):
         await self.aclose()
 
     def __enter__(self) -> Self:
-        portal = self._sync_portal()
-        try:
-            portal.call(self._open)
-        except BaseException:
-            self.close()
-            raise
+        if self._owns_store:
+            self._store.__enter__()
         return self
 
     def __exit__(
@@ -161,50 +141,17 @@ class CheckpointSaver(SaverMaintenance):
 
     async def aclose(self) -> None:
         """Close the store if this saver opened it (`from_url`). Idempotent."""
-        await self._home(self._close_store)
-        portal = self._portal
-        if portal is not None and not portal.in_portal_thread():
-            portal.close()
+        if self._owns_store:
+            await self._store.aclose()
 
     def close(self) -> None:
-        """Close the store if this saver opened it, and its background loop. Idempotent.
+        """Close the store if this saver opened it (`from_url`). Idempotent.
 
         Raises:
-            ConfigurationError: called from the saver's own event loop (use `aclose`).
+            ConfigurationError: called from the store's own event loop (use `aclose`).
         """
-        portal = self._portal
-        if portal is None or portal.closed:
-            return
-        try:
-            portal.call(self._close_store)
-        finally:
-            portal.close()
-
-    def _sync_portal(self) -> Portal:
-        """The loop sync calls run on: the `async with` loop, else a private one."""
-        with self._portal_lock:
-            if self._portal is None or self._portal.closed:
-                self._portal = Portal(name="checkpointers-langgraph")
-            return self._portal
-
-    def _hop_needed(self) -> bool:
-        portal = self._portal
-        return (
-            portal is not None
-            and not portal.closed
-            and not portal.in_portal_thread()
-            and asyncio.get_running_loop() is not portal.loop
-        )
-
-    async def _home(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
-        """Run `fn` on the loop the store was opened on (a `with` saver used from async)."""
-        portal = self._portal
-        if portal is None or not self._hop_needed():
-            return await fn(*args)
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(fn(*args), portal.loop))
-
-    def _sync(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        return self._sync_portal().call(fn, *args, **kwargs)
+        if self._owns_store:
+            self._store.close()
 
     # -- async API ----------------------------------------------------------------------
 
@@ -225,7 +172,7 @@ class CheckpointSaver(SaverMaintenance):
             SerializationError: a stored value cannot be deserialized.
             StoreUnavailableError: the backend failed.
         """
-        return await self._home(self._get_tuple, config)
+        return await self._get_tuple(config)
 
     async def alist(
         self,
@@ -247,10 +194,6 @@ class CheckpointSaver(SaverMaintenance):
             IntegrityError, KeyUnavailableError, SerializationError,
             StoreUnavailableError: as `aget_tuple`.
         """
-        if self._hop_needed():
-            for item in await self._home(self._alist_all, config, filter, before, limit):
-                yield item
-            return
         async for item in self._list(config, filter=filter, before=before, limit=limit):
             yield item
 
@@ -275,7 +218,7 @@ class CheckpointSaver(SaverMaintenance):
             RecordTooLargeError: a record is above the store's size cap.
             StoreUnavailableError: the backend failed (nothing or everything is stored).
         """
-        return await self._home(self._put, config, checkpoint, metadata, new_versions)
+        return await self._put(config, checkpoint, metadata, new_versions)
 
     async def aput_writes(
         self,
@@ -293,7 +236,7 @@ class CheckpointSaver(SaverMaintenance):
             ConfigurationError, SerializationError, RecordTooLargeError,
             StoreUnavailableError: as `aput`.
         """
-        await self._home(self._put_writes, config, writes, task_id, task_path)
+        await self._put_writes(config, writes, task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint, value and write of a thread, all namespaces.
@@ -302,7 +245,7 @@ class CheckpointSaver(SaverMaintenance):
             ConfigurationError: an empty thread id.
             StoreUnavailableError: the backend failed.
         """
-        await self._home(self._delete_thread, thread_id)
+        await self._delete_thread(thread_id)
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete checkpoints whose metadata `run_id` is in `run_ids`, with their writes.
@@ -314,7 +257,7 @@ class CheckpointSaver(SaverMaintenance):
             IntegrityError, KeyUnavailableError: a remaining checkpoint cannot be read.
             StoreUnavailableError: the backend failed.
         """
-        await self._home(self._delete_for_runs, run_ids)
+        await self._delete_for_runs(run_ids)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, value and write of a thread to another thread.
@@ -327,7 +270,7 @@ class CheckpointSaver(SaverMaintenance):
             IntegrityError, KeyUnavailableError: a source record cannot be read.
             StoreUnavailableError: the backend failed (the copy is all or nothing).
         """
-        await self._home(self._copy_thread, source_thread_id, target_thread_id)
+        await self._copy_thread(source_thread_id, target_thread_id)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Prune threads: `"keep_latest"` keeps the newest checkpoint per namespace.
@@ -341,7 +284,7 @@ class CheckpointSaver(SaverMaintenance):
             IntegrityError, KeyUnavailableError: a kept checkpoint cannot be read.
             StoreUnavailableError: the backend failed.
         """
-        await self._home(self._prune, thread_ids, strategy)
+        await self._prune(thread_ids, strategy)
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -355,13 +298,13 @@ class CheckpointSaver(SaverMaintenance):
             IntegrityError, KeyUnavailableError, SerializationError,
             StoreUnavailableError: as `aget_tuple`.
         """
-        return await self._home(self._delta_history, config, channels)
+        return await self._delta_history(config, channels)
 
-    # -- sync API: one line each, through the portal ---------------------------------
+    # -- sync API: one line each, on the store's event loop ---------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Sync `aget_tuple`. Raises ConfigurationError on the saver's own event loop."""
-        return self._sync(self.aget_tuple, config)
+        return self._store.call(self.aget_tuple, config)
 
     def list(
         self,
@@ -372,7 +315,7 @@ class CheckpointSaver(SaverMaintenance):
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
         """Sync `alist`. Raises ConfigurationError on the saver's own event loop."""
-        return iter(self._sync(self._alist_all, config, filter, before, limit))
+        return iter(self._store.call(self._alist_all, config, filter, before, limit))
 
     def put(
         self,
@@ -382,7 +325,7 @@ class CheckpointSaver(SaverMaintenance):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """Sync `aput`. Raises ConfigurationError on the saver's own event loop."""
-        return self._sync(self.aput, config, checkpoint, metadata, new_versions)
+        return self._store.call(self.aput, config, checkpoint, metadata, new_versions)
 
     def put_writes(
         self,
@@ -392,29 +335,29 @@ class CheckpointSaver(SaverMaintenance):
         task_path: str = "",
     ) -> None:
         """Sync `aput_writes`. Raises ConfigurationError on the saver's own event loop."""
-        self._sync(self.aput_writes, config, writes, task_id, task_path)
+        self._store.call(self.aput_writes, config, writes, task_id, task_path)
 
     def delete_thread(self, thread_id: str) -> None:
         """Sync `adelete_thread`. Raises ConfigurationError on the saver's own event loop."""
-        self._sync(self.adelete_thread, thread_id)
+        self._store.call(self.adelete_thread, thread_id)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Sync `adelete_for_runs`. Raises ConfigurationError on the saver's own loop."""
-        self._sync(self.adelete_for_runs, run_ids)
+        self._store.call(self.adelete_for_runs, run_ids)
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Sync `acopy_thread`. Raises ConfigurationError on the saver's own event loop."""
-        self._sync(self.acopy_thread, source_thread_id, target_thread_id)
+        self._store.call(self.acopy_thread, source_thread_id, target_thread_id)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Sync `aprune`. Raises ConfigurationError on the saver's own event loop."""
-        self._sync(self.aprune, thread_ids, strategy=strategy)
+        self._store.call(self.aprune, thread_ids, strategy=strategy)
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
         """Sync `aget_delta_channel_history`. Raises ConfigurationError on the own loop."""
-        return self._sync(self.aget_delta_channel_history, config=config, channels=channels)
+        return self._store.call(self.aget_delta_channel_history, config=config, channels=channels)
 
     def __repr__(self) -> str:
         return f"CheckpointSaver(store={self._store!r})"

@@ -21,8 +21,9 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from checkpointers import IntegrityError, SerializationError
 from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from checkpointers import IntegrityError, SerializationError
 
 CHECKPOINT = "checkpoint"
 BLOB = "blob"

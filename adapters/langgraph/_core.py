@@ -14,15 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-
-from checkpointers import (
-    ConfigurationError,
-    EncryptedStore,
-    Entry,
-    IntegrityError,
-    Record,
-    RecordId,
-)
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
     BaseCheckpointSaver,
@@ -33,6 +24,15 @@ from langgraph.checkpoint.base import (
     get_checkpoint_id,
     get_checkpoint_metadata,
     writes_sort_key,
+)
+
+from checkpointers import (
+    ConfigurationError,
+    EncryptedStore,
+    Entry,
+    IntegrityError,
+    Record,
+    RecordId,
 )
 
 from . import _codec as codec

@@ -11,9 +11,9 @@ from dataclasses import replace
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import DeltaChannelHistory, PendingWrite, get_checkpoint_id
 
 from checkpointers import ConfigurationError, Record, RecordId
-from langgraph.checkpoint.base import DeltaChannelHistory, PendingWrite, get_checkpoint_id
 
 from . import _codec as codec
 from ._core import SaverCore, configurable, thread_of

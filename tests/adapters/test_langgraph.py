@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import pytest
-from checkpointers.langgraph import CheckpointSaver
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
 from langgraph.func import entrypoint, task
@@ -26,6 +25,7 @@ from checkpointers import (
     KeyUnavailableError,
     Store,
 )
+from checkpointers.langgraph import CheckpointSaver
 from checkpointers.testing import deterministic_key_ring
 
 # -- stores: every backend on real services (tests/backends.py) -----------------------
@@ -246,14 +246,15 @@ def test_sync_with_from_url_runs_a_graph(tmp_path: Path) -> None:
 
 
 def test_sync_call_inside_the_portal_loop_raises() -> None:
-    """A sync method called from the saver's own background loop raises instead of hanging."""
-    with CheckpointSaver.from_url("memory://", keys=deterministic_key_ring()) as saver:
+    """A sync method called from the store's own event loop raises instead of hanging."""
+    with EncryptedStore.from_url("memory://", keys=deterministic_key_ring()) as store:
+        saver = CheckpointSaver(store)
 
         async def nested() -> None:
             saver.get_tuple(thread_config())
 
         with pytest.raises(ConfigurationError, match="own event loop"):
-            saver._sync_portal().call(nested)
+            store.call(nested)
 
 
 async def test_sync_saver_serves_async_callers(tmp_path: Path) -> None:

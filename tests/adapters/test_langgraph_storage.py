@@ -10,9 +10,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
 import pytest
-from checkpointers.langgraph import CheckpointSaver
-from checkpointers.langgraph import _core as _langgraph_core
-from checkpointers.langgraph._core import MAX_TAIL_CHAIN
 from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -27,6 +24,9 @@ from checkpointers import (
     RecordTooLargeError,
     SerializationError,
 )
+from checkpointers.langgraph import CheckpointSaver
+from checkpointers.langgraph import _core as _langgraph_core
+from checkpointers.langgraph._core import MAX_TAIL_CHAIN
 from checkpointers.testing import deterministic_key_ring
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from checkpointers.pydantic_graph import StatePersistence
 from pydantic_graph import BaseNode, End, GraphRunContext
 from pydantic_graph.exceptions import GraphNodeStatusError, GraphRuntimeError
 from pydantic_graph.graph import Graph
@@ -28,6 +27,7 @@ from checkpointers import (
     KeyUnavailableError,
     SerializationError,
 )
+from checkpointers.pydantic_graph import StatePersistence
 from checkpointers.stores import SqliteStore, Store
 from checkpointers.testing import deterministic_key_ring
 

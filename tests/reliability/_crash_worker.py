@@ -74,8 +74,9 @@ class LGState(TypedDict, total=False):
 
 
 def _langgraph(job: dict[str, Any]) -> dict[str, Any]:
-    from checkpointers.langgraph import CheckpointSaver
     from langgraph.graph import END, START, StateGraph
+
+    from checkpointers.langgraph import CheckpointSaver
 
     def make(name: str) -> Any:
         def run(state: LGState) -> LGState:
@@ -232,11 +233,11 @@ def run_job(job: dict[str, Any]) -> None:
 
 
 def _preload() -> None:
-    import checkpointers.langgraph
-    import checkpointers.pydantic_graph
     import langgraph.graph  # noqa: F401
     import pydantic_graph.graph  # noqa: F401
 
+    import checkpointers.langgraph
+    import checkpointers.pydantic_graph
     import checkpointers.stores.postgres
     import checkpointers.stores.redis
     import checkpointers.tiered  # noqa: F401

@@ -246,8 +246,9 @@ async def test_langgraph_oversized_and_unserializable_state_fail_before_writing(
 ) -> None:
     """A LangGraph checkpoint above max_record_bytes raises RecordTooLargeError and one
     holding an unserializable value raises SerializationError; the store is unchanged."""
-    from checkpointers.langgraph import CheckpointSaver
     from langgraph.checkpoint.base import empty_checkpoint
+
+    from checkpointers.langgraph import CheckpointSaver
 
     async with SqliteStore(tmp_path / "lg.db") as raw_store:
         store = EncryptedStore(raw_store, key_ring(), max_record_bytes=64 * 1024)
@@ -280,9 +281,10 @@ async def test_pydantic_graph_oversized_and_unserializable_state_fail_before_wri
 ) -> None:
     """A pydantic-graph snapshot above max_record_bytes raises RecordTooLargeError and one
     whose state cannot be serialized raises SerializationError; the store is unchanged."""
-    from checkpointers.pydantic_graph import StatePersistence
     from pydantic_graph import BaseNode, End, GraphRunContext
     from pydantic_graph.graph import Graph
+
+    from checkpointers.pydantic_graph import StatePersistence
 
     @dataclass
     class State:

@@ -110,7 +110,6 @@ async def test_record_run_race_lets_exactly_one_worker_start_a_snapshot(tmp_path
     """Two persistence objects starting the same created snapshot at once: one runs it, the
     other gets GraphNodeStatusError (or ConflictError), never both."""
     from checkpointers.pydantic_graph import StatePersistence
-
     from checkpointers.stores.sqlite import SqliteStore
     from tests.reliability._crash_worker import N1, PGState, pg_graph
 
@@ -143,7 +142,6 @@ def test_workers_in_many_processes_claim_each_snapshot_once(
     """Worker processes claiming one run's 60 created snapshots on PostgreSQL: every
     snapshot is claimed and run exactly once, none twice, none lost."""
     from checkpointers.pydantic_graph import StatePersistence
-
     from tests.reliability._crash_worker import N1, PGState, pg_graph
 
     run_id = f"claims-{uuid.uuid4().hex[:8]}"

@@ -68,8 +68,9 @@ class _Unserializable:
 
 async def _langgraph_runs(store: EncryptedStore, threads: list[str],
                           errors: list[BaseException]) -> None:  # fmt: skip
-    from checkpointers.langgraph import CheckpointSaver
     from langgraph.graph import END, START, StateGraph
+
+    from checkpointers.langgraph import CheckpointSaver
 
     def first(state: LGState) -> LGState:
         return {"messages": [f"hello {CANARY}"], "visited": [f"first:{CANARY}"]}
@@ -120,9 +121,10 @@ class PGState:
 
 async def _pydantic_graph_runs(store: EncryptedStore, runs: list[str],
                                errors: list[BaseException]) -> None:  # fmt: skip
-    from checkpointers.pydantic_graph import StatePersistence
     from pydantic_graph import BaseNode, End, GraphRunContext
     from pydantic_graph.graph import Graph
+
+    from checkpointers.pydantic_graph import StatePersistence
 
     @dataclass
     class Second(BaseNode[PGState, None, str]):

@@ -67,7 +67,6 @@ def _p(values: list[float], q: float) -> float:
 async def run_load(redis_url: str, prefix: str, dsn: str, workflows: int,
                    seconds: float) -> dict[str, float]:  # fmt: skip
     from checkpointers.pydantic_graph import StatePersistence
-
     from checkpointers.stores.postgres import PostgresStore
     from checkpointers.stores.redis import RedisStore
     from checkpointers.tiered import TieredStore

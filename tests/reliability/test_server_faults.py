@@ -55,9 +55,9 @@ async def test_redis_killed_and_restarted_under_tiered_langgraph_threads(
     """Twenty LangGraph threads keep running while the hot Redis tier is killed and started
     again: no exception reaches a graph, each ends in the right state, and every checkpoint
     the saver acknowledged reads back from the durable tier."""
-    from checkpointers.langgraph import CheckpointSaver
     from langgraph.graph import END, START, StateGraph
 
+    from checkpointers.langgraph import CheckpointSaver
     from checkpointers.stores.postgres import PostgresStore
     from checkpointers.stores.redis import RedisStore
 
