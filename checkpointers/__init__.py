@@ -8,7 +8,7 @@ The framework adapters are `checkpointers.langgraph`, `checkpointers.pydantic_gr
 
 from checkpointers._layout import source_tree_adapters
 from checkpointers.crypto import KeyEncryptionKey, KeyRing, LocalKey
-from checkpointers.encrypted import DEFAULT_TENANT, EncryptedStore, Entry
+from checkpointers.encrypted import DEFAULT_TENANT, EncryptedStore, Entry, Write
 from checkpointers.errors import (
     CheckpointersError,
     ConfigurationError,
@@ -57,5 +57,6 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreUnavailableError",
+    "Write",
     "open_store",
 ]

@@ -40,7 +40,7 @@ from checkpointers.record import Claim, Query, Record, RecordId
 from checkpointers.stores.base import Store
 from checkpointers.urls import open_store, parse_identifier
 
-__all__ = ["DEFAULT_TENANT", "EncryptedStore", "Entry"]
+__all__ = ["DEFAULT_TENANT", "EncryptedStore", "Entry", "Write"]
 
 DEFAULT_TENANT = "default"
 DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
@@ -83,6 +83,22 @@ class Entry:
     @property
     def id(self) -> RecordId:
         return self.record.id
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One record for `EncryptedStore.write`: its identity, its plaintext and its clear
+    routing fields. `index` holds name/value pairs matched through blind-index tokens;
+    `expires=False` exempts the record from the store's `ttl`."""
+
+    id: RecordId
+    data: bytes = field(repr=False)
+    sort: str = ""
+    group: str = ""
+    status: str = ""
+    index: Mapping[str, Any] | None = field(default=None, repr=False)
+    expires: bool = True
+    lease_until: float | None = None
 
 
 class EncryptedStore:
@@ -357,27 +373,9 @@ class EncryptedStore:
 
     # -- writes -----------------------------------------------------------------------
 
-    @_at_home
-    async def seal(
-        self,
-        record_id: RecordId,
-        data: bytes,
-        *,
-        sort: str = "",
-        group: str = "",
-        status: str = "",
-        index: Mapping[str, Any] | None = None,
-        expires: bool = True,
-        lease_until: float | None = None,
-    ) -> Record:
-        """Encrypt `data` into a `Record` bound to `record_id`, without writing it.
-
-        `expires=False` exempts the record from the store's `ttl`.
-
-        Raises:
-            RecordTooLargeError: `data` is above `max_record_bytes`.
-            SerializationError: an index value is not JSON-serializable.
-        """
+    async def _seal(self, item: Write) -> Record:
+        """Encrypt `item` into a `Record` bound to its identity, without writing it."""
+        record_id, data = item.id, item.data
         if record_id.tenant != self.tenant:
             raise ConfigurationError("a record id of another tenant")
         if len(data) > self.max_record_bytes:
@@ -385,18 +383,76 @@ class EncryptedStore:
                 f"{record_id.describe()}: {len(data)} bytes exceeds "
                 f"max_record_bytes={self.max_record_bytes}"
             )
-        seconds = self.ttl if expires else None
+        seconds = self.ttl if item.expires else None
         body = await self.keys.encrypt(data, record_id.aad(), record=record_id.describe())
         return Record(
             id=record_id,
             body=body,
-            sort=sort,
-            group=group,
-            status=status,
-            tokens=await self.tokens(index) if index else frozenset(),
+            sort=item.sort,
+            group=item.group,
+            status=item.status,
+            tokens=await self.tokens(item.index) if item.index else frozenset(),
             expires_at=None if seconds is None else time.time() + float(seconds),
-            lease_until=lease_until,
+            lease_until=item.lease_until,
         )
+
+    @_at_home
+    async def write(self, items: Sequence[Write], *, if_absent: bool = False) -> list[int | None]:
+        """Encrypt `items` and write them atomically, in one store call.
+
+        Args:
+            items: the records to write, each bound to its identity by encryption.
+            if_absent: insert only: a record that exists already is left as it was.
+
+        Returns:
+            Each record's new row version, in input order; None for a record that
+            `if_absent` left as it was (see `Store.put_many`).
+
+        Raises:
+            ConfigurationError: a record id of another tenant.
+            RecordTooLargeError: a body is above `max_record_bytes`.
+            SerializationError: an index value is not JSON-serializable.
+            StoreUnavailableError: the store failed (nothing or everything is written).
+        """
+        await self._ensure_ready()
+        records = [await self._seal(item) for item in items]
+        return await self.store.put_many(records, if_absent=if_absent)
+
+    @_at_home
+    async def copy(self, records: Sequence[Record], *, thread: str) -> int:
+        """Copy records to another thread of this tenant, atomically.
+
+        Each body is decrypted and encrypted again under its new identity (ciphertext is
+        bound to its thread); routing fields and blind-index tokens are kept, leases are
+        not, and the copies expire after this store's `ttl` from now.
+
+        Returns:
+            How many records were written.
+
+        Raises:
+            IntegrityError, KeyUnavailableError: a source record cannot be read.
+            StoreUnavailableError: the store failed (nothing or everything is written).
+        """
+        await self._ensure_ready()
+        expires_at = None if self.ttl is None else time.time() + float(self.ttl)
+        copies = []
+        for record in records:
+            entry = await self.open(record)
+            target = replace(record.id, thread=thread)
+            body = await self.keys.encrypt(entry.data, target.aad(), record=target.describe())
+            copies.append(
+                replace(
+                    record,
+                    id=target,
+                    body=body,
+                    version=0,
+                    expires_at=expires_at,
+                    lease_until=None,
+                )
+            )
+        if copies:
+            await self.store.put_many(copies)
+        return len(copies)
 
     @_at_home
     async def put(
@@ -415,43 +471,18 @@ class EncryptedStore:
         """Encrypt and write one record; returns it as written (with its new row version),
         ready for a later `update` without reading it back.
 
+        `expires=False` exempts the record from the store's `ttl`.
+
         Raises:
             ConflictError: `expected_version` did not match (0: the record exists).
             RecordTooLargeError, SerializationError, StoreUnavailableError.
         """
         await self._ensure_ready()
-        record = await self.seal(
-            record_id,
-            data,
-            sort=sort,
-            group=group,
-            status=status,
-            index=index,
-            expires=expires,
-            lease_until=lease_until,
+        record = await self._seal(
+            Write(record_id, data, sort, group, status, index, expires, lease_until)
         )
         version = await self.store.put(record, expected_version=expected_version)
         return Entry(replace(record, version=version), data)
-
-    @_at_home
-    async def put_records(
-        self, records: Sequence[Record], *, if_absent: bool = False
-    ) -> list[int | None]:
-        """Write sealed records atomically (see `seal`).
-
-        Returns:
-            Each record's new row version, in input order; None for a record that
-            `if_absent` left as it was (see `Store.put_many`).
-
-        Raises:
-            ConfigurationError: a record belongs to another tenant.
-            StoreUnavailableError: the store failed.
-        """
-        await self._ensure_ready()
-        for record in records:
-            if record.id.tenant != self.tenant:
-                raise ConfigurationError("a record of another tenant")
-        return await self.store.put_many(records, if_absent=if_absent)
 
     @_at_home
     async def update(

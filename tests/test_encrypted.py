@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from checkpointers import (
     RecordTooLargeError,
     SerializationError,
     SqliteStore,
+    Write,
 )
 from checkpointers.testing import deterministic_key_ring
 
@@ -133,3 +135,40 @@ async def test_swapped_tenant_body_fails_even_with_the_same_key() -> None:
     await store.put(replace(target, body=stolen.body))
     with pytest.raises(IntegrityError):
         await globex.get(globex.record_id("t", "", "k", "a"))
+
+
+async def test_write_is_atomic_insert_if_absent_and_tenant_bound() -> None:
+    """`write` seals a batch in one call; if_absent keeps what exists; other tenants refused."""
+    enc = EncryptedStore(MemoryStore(), deterministic_key_ring())
+    a, b = enc.record_id("t", "", "k", "a"), enc.record_id("t", "", "k", "b")
+    assert await enc.write([Write(a, b"one", index={"user": "bob"})]) == [1]
+    versions = await enc.write([Write(a, b"two"), Write(b, b"three")], if_absent=True)
+    assert versions == [None, 1]
+    assert [e.data for e in await enc.get_many([a, b]) if e] == [b"one", b"three"]
+    found = await enc.find(enc.query(kind="k", tokens=await enc.tokens({"user": "bob"})))
+    assert [e.id for e in found] == [a]
+    other = EncryptedStore(MemoryStore(), deterministic_key_ring(), tenant="other")
+    with pytest.raises(ConfigurationError):
+        await enc.write([Write(other.record_id("t", "", "k", "a"), b"x")])
+
+
+async def test_copy_rebinds_bodies_to_the_target_thread() -> None:
+    """Copies decrypt under the target thread, keep routing fields; the source is unchanged."""
+    store = MemoryStore()
+    enc = EncryptedStore(store, deterministic_key_ring())
+    source = enc.record_id("src", "ns", "k", "a")
+    await enc.write([Write(source, b"payload", sort="s1", group="g", index={"u": 1})])
+    records = await enc.find_records(enc.query(thread="src"))
+    assert await enc.copy(records, thread="dst") == 1
+    target = enc.record_id("dst", "ns", "k", "a")
+    copied = await enc.get(target)
+    assert copied is not None and copied.data == b"payload"
+    assert (copied.record.sort, copied.record.group) == ("s1", "g")
+    assert copied.record.tokens == records[0].tokens
+    original = await enc.get(source)
+    assert original is not None and original.data == b"payload"
+    # The copy is bound to its new identity: put back under the source id, it fails.
+    moved = dataclasses.replace(copied.record, id=source, version=0)
+    await store.put(moved)
+    with pytest.raises(IntegrityError):
+        await enc.get(source)

@@ -33,6 +33,7 @@ from checkpointers import (
     IntegrityError,
     Record,
     RecordId,
+    Write,
 )
 
 from . import _codec as codec
@@ -157,7 +158,7 @@ class SaverCore(BaseCheckpointSaver[str]):
 
     # -- channel values -------------------------------------------------------------
 
-    async def _blob_record(
+    def _blob_record(
         self,
         thread: str,
         ns: str,
@@ -165,7 +166,7 @@ class SaverCore(BaseCheckpointSaver[str]):
         version: Any,
         value: Any,
         states: dict[tuple[str, str, str], _ListState],
-    ) -> Record:
+    ) -> Write:
         serde = self.serde
         key = codec.blob_key(channel, version)
         what = f"channel {channel!r}"
@@ -192,7 +193,7 @@ class SaverCore(BaseCheckpointSaver[str]):
             )
         if body is None:
             body = codec.encode_full(*codec.dumps(serde, value, what))
-        return await self._store.seal(self._rid(thread, ns, codec.BLOB, key), body, group=group)
+        return Write(self._rid(thread, ns, codec.BLOB, key), body, group=group)
 
     def _remember(self, states: Mapping[tuple[str, str, str], _ListState]) -> None:
         """Keep `states` as the latest list values, least recently used out first."""
@@ -510,14 +511,14 @@ class SaverCore(BaseCheckpointSaver[str]):
         values: Mapping[str, Any] = checkpoint.get("channel_values") or {}
         body.pop("channel_values", None)
         states: dict[tuple[str, str, str], _ListState] = {}
-        records = [
-            await self._blob_record(thread, ns, ch, version, values[ch], states)
+        items = [
+            self._blob_record(thread, ns, ch, version, values[ch], states)
             for ch, version in new_versions.items()
             if ch in values
         ]
         full_metadata = get_checkpoint_metadata(config, metadata)
-        records.append(
-            await self._store.seal(
+        items.append(
+            Write(
                 self._rid(thread, ns, codec.CHECKPOINT, checkpoint["id"]),
                 codec.encode_checkpoint(self.serde, body, full_metadata, parent),
                 sort=checkpoint["id"],
@@ -525,7 +526,7 @@ class SaverCore(BaseCheckpointSaver[str]):
                 index=codec.metadata_index(full_metadata),
             )
         )
-        await self._store.put_records(records, if_absent=True)
+        await self._store.write(items, if_absent=True)
         self._remember(states)
         self._note_head(thread, ns, checkpoint["id"], checkpoint["channel_versions"])
         return _config(thread, ns, checkpoint["id"])
@@ -556,17 +557,12 @@ class SaverCore(BaseCheckpointSaver[str]):
                 continue
             type_tag, data = codec.dumps(self.serde, value, f"write to {channel!r}")
             bodies[key] = codec.encode_write(channel, task_path, type_tag, data)
-        records = [
-            await self._store.seal(
-                self._rid(thread, ns, codec.WRITE, key),
-                body,
-                sort=checkpoint_id,
-                group=checkpoint_id,
-            )
+        items = [
+            Write(self._rid(thread, ns, codec.WRITE, key), body, checkpoint_id, checkpoint_id)
             for key, body in bodies.items()
         ]
-        if records:
-            await self._store.put_records(records, if_absent=not special_only)
+        if items:
+            await self._store.write(items, if_absent=not special_only)
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """The next channel version: a 32-digit counter and a random suffix.

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -114,18 +113,7 @@ class SaverMaintenance(SaverCore):
         target = thread_of({"thread_id": target_thread_id})
         self._forget([target])
         records = await self._store.find_records(self._store.query(thread=source))
-        copies = []
-        for record in records:
-            if record.id.kind not in codec.KINDS:
-                continue
-            entry = await self._store.open(record)
-            rid = replace(record.id, thread=target)
-            sealed = await self._store.seal(
-                rid, entry.data, sort=record.sort, group=record.group, status=record.status
-            )
-            copies.append(replace(sealed, tokens=record.tokens))
-        if copies:
-            await self._store.put_records(copies)
+        await self._store.copy([r for r in records if r.id.kind in codec.KINDS], thread=target)
 
     async def _prune(self, thread_ids: Sequence[str], strategy: str) -> None:
         """Prune threads: `"keep_latest"` keeps the newest checkpoint per namespace.
