@@ -22,19 +22,22 @@ external effects on the snapshot id (a node reads it with `self.get_snapshot_id(
 
 Operators list runs (finished, stuck with an expired lease, failed, ...) with
 `StatePersistence.list_runs(store)`, which reads routing fields only.
+
+This module maps pydantic-graph onto `checkpointers.runs.RunRecords` (ordered inserts,
+claims, leases, requeue, framework-free) and keeps what is pydantic-graph's: snapshot
+types and bodies, upstream's errors and state machine checks. Every time it reads comes
+from one injected wall clock (leases, sort keys, `start_ts`); node durations come from a
+monotonic timer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from time import perf_counter
 from types import TracebackType
 from typing import Annotated, Any, cast
 
@@ -53,18 +56,14 @@ from pydantic_graph.persistence import (
 from typing_extensions import Self
 
 from checkpointers import (
-    Claim,
     ConfigurationError,
-    ConflictError,
     EncryptedStore,
     Entry,
     KeyRing,
-    Query,
-    Record,
     RecordId,
     SerializationError,
-    StoreUnavailableError,
 )
+from checkpointers.runs import END, RunRecords, RunSummary, list_runs
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "KIND", "RunSummary", "StatePersistence"]
 
@@ -74,51 +73,6 @@ KIND = "pydantic_graph.snapshot"
 DEFAULT_LEASE_SECONDS = 300.0
 
 _NAMESPACE = ""
-_END = "end"
-_CLAIMABLE = ("created",)
-_IN_FLIGHT = ("pending", "running")
-_SORT_DIGITS = 20
-_CAS_ATTEMPTS = 16
-_MAX_HELD = 64
-
-
-@dataclass(frozen=True, slots=True)
-class RunSummary:
-    """Where a run stands, from routing fields only (nothing is decrypted).
-
-    `status` is the first that applies: `finished` (an end snapshot exists), `stuck` (a
-    pending/running snapshot whose lease expired: a dead worker), `active` (a live lease),
-    `failed` (the last node raised), `queued` (a created snapshot waits), `interrupted`
-    (the last node succeeded but its successor was never saved: `recover()` requeues it).
-    """
-
-    run_id: str
-    status: str
-    snapshots: int
-    updated_at: float
-
-
-def _summarize(run_id: str, records: list[Record], now: float) -> RunSummary:
-    statuses = [r.status for r in records]
-    in_flight = [r for r in records if r.status in _IN_FLIGHT]
-    last = max(records, key=lambda r: (r.sort, r.id)).status
-    if _END in statuses:
-        status = "finished"
-    elif any(r.lease_until is None or r.lease_until < now for r in in_flight):
-        status = "stuck"
-    elif in_flight:
-        status = "active"
-    elif last == "error":
-        status = "failed"
-    elif "created" in statuses:
-        status = "queued"
-    else:
-        status = "interrupted"
-    return RunSummary(run_id, status, len(records), max(r.updated_at for r in records))
-
-
-def _now_utc() -> datetime:
-    return datetime.now(tz=timezone.utc)
 
 
 def _patch(data: bytes, **fields: Any) -> bytes:
@@ -154,19 +108,25 @@ class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         renew_leases: bool = True,
         _clock: Callable[[], float] = time.time,
+        _timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._check_options(run_id, lease_seconds)
         self.store = store
         self.run_id = run_id
         self.lease_seconds = float(lease_seconds)
         self.renew_leases = renew_leases
-        self._clock = _clock
+        self._clock = _clock  # wall time: leases, sort keys, start_ts
+        self._timer = _timer  # monotonic: node durations
         self._owns_store = False
         self._adapter: pydantic.TypeAdapter[Snapshot[StateT, RunEndT]] | None = None
-        self._last_seq: int | None = None
-        # Snapshots this object inserted or claimed, as written: `record_run` starts from
-        # them without reading them back (compare-and-set catches any change since).
-        self._held: dict[str, Entry] = {}
+        self._run = RunRecords(
+            store,
+            run_id=run_id,
+            kind=KIND,
+            namespace=_NAMESPACE,
+            lease_seconds=self.lease_seconds,
+            clock=_clock,
+        )
 
     @staticmethod
     def _check_options(run_id: str, lease_seconds: float) -> None:
@@ -275,50 +235,7 @@ class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
             snapshot.result.set_snapshot_id(snapshot.id)
         return snapshot
 
-    # -- identities, sequence, lease ----------------------------------------------------
-
-    def _rid(self, snapshot_id: str) -> RecordId:
-        return self.store.record_id(self.run_id, _NAMESPACE, KIND, snapshot_id)
-
-    def _query(self, **fields: Any) -> Query:
-        return self.store.query(kind=KIND, thread=self.run_id, namespace=_NAMESPACE, **fields)
-
-    async def _next_sort(self) -> str:
-        """A sort key greater than every one this run has, time-ordered across processes."""
-        if self._last_seq is None:
-            latest = await self.store.find_records(self._query(limit=1, descending=True))
-            stored = int(latest[0].sort) if latest and latest[0].sort.isdigit() else 0
-            self._last_seq = max(self._last_seq or 0, stored)  # another call may have set it
-        seq = max(time.time_ns(), self._last_seq + 1)
-        self._last_seq = seq
-        return f"{seq:0{_SORT_DIGITS}d}"
-
-    def _lease(self) -> float:
-        return self._clock() + self.lease_seconds
-
     # -- snapshots --------------------------------------------------------------------
-
-    async def _insert(self, snapshot: Snapshot[StateT, RunEndT], status: str) -> bool:
-        """Write a new snapshot record; False when one with its id exists."""
-        data = self._dump(snapshot)
-        try:
-            entry = await self.store.put(
-                self._rid(snapshot.id),
-                data,
-                expected_version=0,
-                sort=await self._next_sort(),
-                status=status,
-            )
-        except ConflictError:
-            return False
-        if status != _END:
-            self._hold(entry)
-        return True
-
-    def _hold(self, entry: Entry) -> None:
-        self._held[entry.id.key] = entry
-        while len(self._held) > _MAX_HELD:
-            del self._held[next(iter(self._held))]
 
     async def snapshot_node(self, state: StateT, next_node: BaseNode[StateT, Any, RunEndT]) -> None:
         """Save a `created` snapshot of `state` before `next_node` runs.
@@ -331,7 +248,8 @@ class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
             ConfigurationError: the graph's types are not set.
             StoreUnavailableError: the store failed.
         """
-        await self._insert(NodeSnapshot(state=state, node=next_node), "created")
+        snapshot: Snapshot[StateT, RunEndT] = NodeSnapshot(state=state, node=next_node)
+        await self._run.insert(snapshot.id, self._dump(snapshot))
 
     async def snapshot_node_if_new(
         self, snapshot_id: str, state: StateT, next_node: BaseNode[StateT, Any, RunEndT]
@@ -343,7 +261,10 @@ class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
             ConfigurationError: the graph's types are not set.
             StoreUnavailableError: the store failed.
         """
-        await self._insert(NodeSnapshot(state=state, node=next_node, id=snapshot_id), "created")
+        snapshot: Snapshot[StateT, RunEndT] = NodeSnapshot(
+            state=state, node=next_node, id=snapshot_id
+        )
+        await self._run.insert(snapshot_id, self._dump(snapshot))
 
     async def snapshot_end(self, state: StateT, end: End[RunEndT]) -> None:
         """Save the end of the run: the final state and result.
@@ -353,65 +274,20 @@ class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
             ConfigurationError: the graph's types are not set.
             StoreUnavailableError: the store failed.
         """
-        await self._insert(EndSnapshot(state=state, result=end), _END)
+        snapshot: Snapshot[StateT, RunEndT] = EndSnapshot(state=state, result=end)
+        await self._run.insert(snapshot.id, self._dump(snapshot), end=True)
 
     # -- running a node ---------------------------------------------------------------
 
-    async def _start(self, snapshot_id: str) -> Entry:
-        """Move a created/pending snapshot to `running` with compare-and-set."""
-        rid = self._rid(snapshot_id)
-        held = self._held.pop(snapshot_id, None)
-        for _ in range(_CAS_ATTEMPTS):
-            entry = held if held is not None else await self.store.get(rid)
-            held = None
-            if entry is None:
-                raise LookupError(f"No snapshot found with id={snapshot_id!r}")
-            status = entry.record.status
-            if status == _END:
-                raise GraphRuntimeError(
-                    f"snapshot {snapshot_id!r} is an end snapshot: only node snapshots run"
-                )
-            GraphNodeStatusError.check(cast(Any, status))
-            data = _patch(entry.data, status="running", start_ts=_now_utc().isoformat())
-            try:
-                return await self.store.update(
-                    entry, data, status="running", lease_until=self._lease()
-                )
-            except ConflictError:
-                continue  # changed meanwhile (claimed, renewed, started): look again
-        raise ConflictError(f"{rid.describe()}: too much contention to start the node")
-
-    async def _renew(self, holder: list[Entry], stop: asyncio.Event) -> None:
-        """Extend the lease of `holder[0]` until `stop` is set or the lease is lost."""
-        interval = self.lease_seconds / 3
-        while True:
-            with suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
-            if stop.is_set():
-                return
-            try:
-                holder[0] = await self.store.update(holder[0], lease_until=self._lease())
-            except ConflictError:
-                return  # taken over by another worker: the final write will say so
-            except StoreUnavailableError:
-                continue  # transient: try again at the next tick, the lease has slack
-
-    async def _finish(
-        self, holder: list[Entry], status: str, duration: float, error: str | None
-    ) -> None:
-        entry = holder[0]
-        fields: dict[str, Any] = {"status": status, "duration": duration}
-        if error is not None:
-            fields["error"] = error
-        try:
-            await self.store.update(
-                entry, _patch(entry.data, **fields), status=status, lease_until=None
+    @staticmethod
+    def _check_startable(snapshot_id: str, status: str | None) -> None:
+        if status is None:
+            raise LookupError(f"No snapshot found with id={snapshot_id!r}")
+        if status == END:
+            raise GraphRuntimeError(
+                f"snapshot {snapshot_id!r} is an end snapshot: only node snapshots run"
             )
-        except ConflictError as exc:
-            raise ConflictError(
-                f"{entry.id.describe()}: lost its lease while the node ran "
-                "(another worker took it over; the node may run twice)"
-            ) from exc
+        GraphNodeStatusError.check(cast(Any, status))
 
     @asynccontextmanager
     async def record_run(self, snapshot_id: str) -> AsyncIterator[None]:
@@ -430,31 +306,28 @@ class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
             ConflictError: another worker took the snapshot over while the node ran.
             StoreUnavailableError: the store failed.
         """
-        holder = [await self._start(snapshot_id)]
-        stop = asyncio.Event()
-        renewer = asyncio.create_task(self._renew(holder, stop)) if self.renew_leases else None
-        start = perf_counter()
+        now = datetime.fromtimestamp(self._clock(), tz=timezone.utc)
+        step = await self._run.start(
+            snapshot_id,
+            lambda status: self._check_startable(snapshot_id, status),
+            lambda data: _patch(data, status="running", start_ts=now.isoformat()),
+            renew=self.renew_leases,
+        )
+        start = self._timer()
         try:
             yield
         except Exception as exc:
-            duration = perf_counter() - start
-            await self._stop_renewal(renewer, stop)
-            await self._finish(holder, "error", duration, f"{type(exc).__name__}: {exc}")
+            fields = {"duration": self._timer() - start, "error": f"{type(exc).__name__}: {exc}"}
+            await step.finish("error", lambda data: _patch(data, status="error", **fields))
             raise
         except BaseException:
-            if renewer is not None:
-                renewer.cancel()
+            step.abandon()
             raise
         else:
-            duration = perf_counter() - start
-            await self._stop_renewal(renewer, stop)
-            await self._finish(holder, "success", duration, None)
-
-    @staticmethod
-    async def _stop_renewal(renewer: asyncio.Task[None] | None, stop: asyncio.Event) -> None:
-        stop.set()
-        if renewer is not None:
-            await renewer
+            duration = self._timer() - start
+            await step.finish(
+                "success", lambda data: _patch(data, status="success", duration=duration)
+            )
 
     # -- loading ------------------------------------------------------------------------
 
@@ -472,21 +345,10 @@ class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
             StoreUnavailableError: the store failed.
         """
         self._types()  # fail before claiming, not after
-        entry = await self.store.claim(
-            Claim(
-                tenant=self.store.tenant,
-                thread=self.run_id,
-                kind=KIND,
-                statuses=_CLAIMABLE,
-                to_status="pending",
-                lease_until=self._lease(),
-                reclaim_expired=True,
-            )
-        )
+        entry = await self._run.claim()
         if entry is None:
             return None
         snapshot = self._load(entry)
-        self._hold(entry)
         if not isinstance(snapshot, NodeSnapshot):  # pragma: no cover - ends never claimable
             raise GraphRuntimeError(f"{entry.id.describe()}: claimed an end snapshot")
         return snapshot
@@ -499,7 +361,7 @@ class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
             IntegrityError, KeyUnavailableError, SerializationError, StoreUnavailableError.
         """
         self._types()
-        return [self._load(entry) for entry in await self.store.find(self._query())]
+        return [self._load(entry) for entry in await self.store.find(self._run.query())]
 
     # -- recovery -----------------------------------------------------------------------
 
@@ -517,39 +379,13 @@ class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
             How many snapshots were requeued.
 
         Raises:
+            ConflictError: too much contention on a snapshot to requeue it.
             IntegrityError, KeyUnavailableError, StoreUnavailableError.
         """
-        now = time.time()
-        requeued = 0
-        for entry in await self.store.find(self._query(statuses=_IN_FLIGHT)):
-            lease = entry.record.lease_until
-            if only_expired and (lease is None or lease >= now):
-                continue
-            if await self._requeue(entry, _IN_FLIGHT):
-                requeued += 1
-        if not only_expired:
-            last = await self.store.latest(self._query())
-            if (
-                last is not None
-                and last.record.status == "success"
-                and await self._requeue(last, ("success",))
-            ):
-                requeued += 1
-        return requeued
-
-    async def _requeue(self, entry: Entry, statuses: tuple[str, ...]) -> bool:
-        current: Entry | None = entry
-        for _ in range(_CAS_ATTEMPTS):
-            if current is None or current.record.status not in statuses:
-                return False
-            data = _patch(current.data, status="created", start_ts=None, duration=None)
-            try:
-                await self.store.update(current, data, status="created", lease_until=None)
-            except ConflictError:
-                current = await self.store.get(entry.id)
-                continue
-            return True
-        raise ConflictError(f"{entry.id.describe()}: too much contention to requeue")
+        return await self._run.requeue(
+            lambda data: _patch(data, status="created", start_ts=None, duration=None),
+            only_expired=only_expired,
+        )
 
     # -- operations -------------------------------------------------------------------
 
@@ -560,6 +396,7 @@ class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
         statuses: Collection[str] | None = None,
         older_than: float | None = None,
         limit: int | None = None,
+        _clock: Callable[[], float] = time.time,
     ) -> list[RunSummary]:
         """The pydantic-graph runs of the store's tenant, least recently updated first.
 
@@ -576,19 +413,15 @@ class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
         Raises:
             StoreUnavailableError: the store failed.
         """
-        now = time.time()
-        by_run: dict[str, list[Record]] = {}
-        for record in await store.find_records(store.query(kind=KIND, namespace=_NAMESPACE)):
-            by_run.setdefault(record.id.thread, []).append(record)
-        runs = [_summarize(run_id, records, now) for run_id, records in by_run.items()]
-        runs = [
-            run
-            for run in runs
-            if (statuses is None or run.status in statuses)
-            and (older_than is None or run.updated_at <= now - older_than)
-        ]
-        runs.sort(key=lambda run: (run.updated_at, run.run_id))
-        return runs if limit is None else runs[:limit]
+        return await list_runs(
+            store,
+            kind=KIND,
+            namespace=_NAMESPACE,
+            now=_clock(),
+            statuses=statuses,
+            older_than=older_than,
+            limit=limit,
+        )
 
     def __repr__(self) -> str:
         return f"StatePersistence(run_id={self.run_id!r}, store={self.store!r})"

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ class Tracker:
     ran: list[str] = field(default_factory=list)
     crash_on: int | None = None
     fail_on: int | None = None
+    slow_on: int | None = None
 
 
 @dataclass
@@ -70,6 +72,8 @@ class Add(BaseNode[Counter, Tracker, int]):
         ctx.deps.ran.append(f"Add({self.n})")
         if ctx.deps.crash_on == self.n:
             raise Crash
+        if ctx.deps.slow_on == self.n:
+            await asyncio.sleep(0.2)
         if ctx.deps.fail_on == self.n:
             raise ValueError(f"node failed {ctx.state.secret}")
         ctx.state.total += self.n
@@ -454,6 +458,96 @@ async def test_finished_snapshots_are_never_reclaimed(encrypted: EncryptedStore)
     assert await persistence.load_next() is None
     records = await encrypted.find_records(encrypted.query(thread="run-1"))
     assert all(r.lease_until is None for r in records)
+
+
+class FakeClock:
+    """A clock that moves only when the test moves it."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_leases_recover_and_list_runs_read_the_injected_clock(
+    encrypted: EncryptedStore,
+) -> None:
+    """Sort keys, start times, durations, leases, recover and list_runs follow the injected
+    clocks, so a lease ends when the clock says so (no sleep)."""
+    clock, timer = FakeClock(float(int(time.time()))), FakeClock(100.0)
+    persistence = persistence_for(encrypted, lease_seconds=60, _clock=clock, _timer=timer)
+    first, second = Add(1), Add(2)
+    await persistence.snapshot_node(Counter(), first)
+    await persistence.snapshot_node(Counter(), second)
+    sorts = [r.sort for r in await encrypted.find_records(encrypted.query(thread="run-1"))]
+    base = int(clock.now) * 1_000_000_000
+    assert sorts == [f"{base:020d}", f"{base + 1:020d}"]  # the clock stood still
+
+    async with persistence.record_run(first.get_snapshot_id()):
+        timer.now += 2.5
+    claimed = await persistence.load_next()
+    assert claimed is not None and claimed.id == second.get_snapshot_id()
+    done, _ = await persistence.load_all()
+    assert isinstance(done, NodeSnapshot)
+    assert done.start_ts == datetime.fromtimestamp(clock.now, tz=timezone.utc)
+    assert done.duration == 2.5
+    records = await encrypted.find_records(encrypted.query(thread="run-1", statuses=["pending"]))
+    assert [r.lease_until for r in records] == [clock.now + 60]
+
+    async def statuses(**filters: Any) -> list[str]:
+        runs = await StatePersistence.list_runs(encrypted, _clock=clock, **filters)
+        return [run.status for run in runs]
+
+    assert await statuses() == ["active"]
+    assert await persistence.recover(only_expired=True) == 0
+    clock.now += 61  # the lease is over, by this clock only
+    assert await statuses() == ["stuck"]
+    assert await statuses(older_than=30) == ["stuck"]
+    assert await statuses(older_than=600) == []
+    assert await persistence.recover(only_expired=True) == 1
+    after = [s.status for s in await persistence.load_all() if isinstance(s, NodeSnapshot)]
+    assert after == ["success", "created"]
+    assert await statuses() == ["queued"]
+
+
+@pytest.mark.parametrize("any_store", ["redis", "postgres"], indirect=True)
+async def test_a_graph_on_another_loop_runs_crashes_and_resumes(
+    encrypted: EncryptedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A persistence whose store lives on this loop serves a graph driven by `asyncio.run`
+    in a worker thread (while this loop keeps running): run, crash, recover, resume, with
+    the lease renewed from that loop."""
+    persistence = persistence_for(encrypted, lease_seconds=0.06)
+    await persistence.load_all()  # the store's clients now live on this loop
+    home = asyncio.get_running_loop()
+    renewals = 0
+    original_update = encrypted.update
+
+    async def update(entry: Entry, data: bytes | None = None, **kw: Any) -> Entry:
+        nonlocal renewals
+        renewals += data is None
+        return await original_update(entry, data, **kw)
+
+    async def on_another_loop() -> tuple[int, list[str]]:
+        assert asyncio.get_running_loop() is not home
+        with pytest.raises(Crash):
+            await GRAPH.run(
+                Add(1),
+                state=Counter(secret=CANARY),
+                deps=Tracker(crash_on=3),
+                persistence=persistence,
+            )
+        assert await persistence.recover() == 1
+        deps = Tracker(slow_on=4)
+        return await run_to_end(persistence, deps), deps.ran
+
+    monkeypatch.setattr(encrypted, "update", update)
+    total, ran = await asyncio.to_thread(asyncio.run, on_another_loop())
+    assert (total, ran) == (10, ["Add(3)", "Add(4)", "Finish"])
+    assert renewals >= 1
+    history = await persistence.load_all()
+    assert shape(history) == shape(await upstream_history())
 
 
 # -- crash and resume -----------------------------------------------------------------
