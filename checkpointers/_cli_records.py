@@ -14,7 +14,7 @@ from checkpointers._cli_output import format_table, format_time
 from checkpointers._cli_stores import Tier
 from checkpointers.crypto.envelope import Envelope
 from checkpointers.errors import IntegrityError
-from checkpointers.record import Record, RecordId
+from checkpointers.record import INDEX_KEY_KIND, Record, RecordId
 
 __all__ = [
     "WITHHELD_KINDS",
@@ -25,8 +25,8 @@ __all__ = [
     "show_lines",
 ]
 
-# The blind-index key record (see EncryptedStore): its plaintext is key material.
-WITHHELD_KINDS = frozenset({"__index_key__"})
+#: Kinds of record whose plaintext is key material: the blind-index key (`EncryptedStore`).
+WITHHELD_KINDS = frozenset({INDEX_KEY_KIND})
 _HEX_PREVIEW = 32
 
 

@@ -15,9 +15,10 @@ from urllib.parse import unquote, urlsplit
 
 from checkpointers._cli_options import Options
 from checkpointers.errors import ConfigurationError
+from checkpointers.options import parse_identifier
 from checkpointers.stores.base import Store
 from checkpointers.tiered import TieredStore
-from checkpointers.urls import open_store, parse_identifier
+from checkpointers.urls import open_store
 
 __all__ = ["Stores", "Tier", "describe_url", "open_tiers", "resolve_tenant", "tiered_with_archive"]
 

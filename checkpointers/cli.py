@@ -41,8 +41,8 @@ from checkpointers.crypto.keyring import KeyRing
 from checkpointers.encrypted import DEFAULT_TENANT, EncryptedStore
 from checkpointers.errors import IntegrityError, KeyUnavailableError
 from checkpointers.observability import EventFormatter, log_event
+from checkpointers.options import parse_identifier
 from checkpointers.record import Query
-from checkpointers.urls import parse_identifier
 
 __all__ = ["app", "main"]
 

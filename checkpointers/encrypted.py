@@ -35,16 +35,16 @@ from checkpointers.errors import (
     SerializationError,
 )
 from checkpointers.observability import record_decrypt_failure
+from checkpointers.options import parse_identifier
 from checkpointers.portal import DEFAULT_SYNC_TIMEOUT, Portal
-from checkpointers.record import Claim, Query, Record, RecordId
+from checkpointers.record import INDEX_KEY_KIND, Claim, Query, Record, RecordId
 from checkpointers.stores.base import Store
-from checkpointers.urls import open_store, parse_identifier
+from checkpointers.urls import open_store
 
 __all__ = ["DEFAULT_TENANT", "EncryptedStore", "Entry", "Write"]
 
 DEFAULT_TENANT = "default"
 DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
-_INDEX_KEY_KIND = "__index_key__"
 _INDEX_KEY_ID = "v1"
 _INDEX_KEY_SIZE = 32
 _TOKEN_HEX = 32
@@ -324,7 +324,7 @@ class EncryptedStore:
         if key is not None:
             return key
         await self._ensure_ready()
-        rid = self.record_id("", "", _INDEX_KEY_KIND, _INDEX_KEY_ID)
+        rid = self.record_id("", "", INDEX_KEY_KIND, _INDEX_KEY_ID)
         found = await self.get(rid)
         if found is None:
             fresh = secrets.token_bytes(_INDEX_KEY_SIZE)

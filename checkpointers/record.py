@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 
 from checkpointers.errors import IntegrityError
 
-__all__ = ["Claim", "Query", "Record", "RecordId", "malformed_row"]
+__all__ = ["INDEX_KEY_KIND", "Claim", "Query", "Record", "RecordId", "malformed_row"]
+
+#: The record kind of a tenant's blind-index key (written by `EncryptedStore`). Its
+#: plaintext is key material: tools that print decrypted values must withhold it.
+INDEX_KEY_KIND = "__index_key__"
 
 _TOKEN = re.compile(r"^[0-9a-f]{16,64}$")
 _MAX_FIELD = 1024

@@ -1,78 +1,25 @@
 """URL parsing: scheme -> store class, query options -> typed values.
 
-This is the one place where a store registers its scheme. Errors name the scheme or the
-option, never the URL (it may carry a password or a SAS token).
+This is the one place where a store registers its scheme. The stores are loaded lazily
+(each needs its driver), so no store imports this module: the typed option parsers
+they declare their options with live in `checkpointers.options`. Errors name the scheme
+or the option, never the URL (it may carry a password or a SAS token).
 """
 
 from __future__ import annotations
 
 import importlib
-import math
-import re
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from checkpointers.errors import ConfigurationError, MissingDependencyError
+from checkpointers.options import COMMON_OPTIONS, OptionTable
 
 if TYPE_CHECKING:
     from checkpointers.stores.base import Store
 
-__all__ = ["COMMON_OPTIONS", "StoreSpec", "open_store", "parse_identifier", "parse_seconds"]
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
-
-
-def parse_seconds(value: str) -> float:
-    """A positive, finite number of seconds."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ConfigurationError("expected a number of seconds") from None
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigurationError("expected a positive number of seconds")
-    return seconds
-
-
-def parse_identifier(value: str) -> str:
-    """A name safe to use as a schema, prefix or tenant: letters, digits, _ and -."""
-    if not _IDENTIFIER.match(value):
-        raise ConfigurationError(
-            "expected 1-63 characters: a letter or _, then letters, digits, _ or -"
-        )
-    return value
-
-
-def parse_positive_int(value: str) -> int:
-    """A positive integer."""
-    if not (value.isascii() and value.isdigit()) or int(value) <= 0:
-        raise ConfigurationError("expected a positive integer")
-    return int(value)
-
-
-def parse_non_negative_int(value: str) -> int:
-    """An integer >= 0."""
-    if not (value.isascii() and value.isdigit()):
-        raise ConfigurationError("expected an integer >= 0")
-    return int(value)
-
-
-def parse_bool(value: str) -> bool:
-    """true/false, 1/0, yes/no."""
-    lowered = value.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ConfigurationError("expected true or false")
-
-
-#: Options every URL accepts; they configure the `EncryptedStore`, not the backend.
-COMMON_OPTIONS: Mapping[str, Callable[[str], Any]] = {
-    "ttl": parse_seconds,
-    "tenant": parse_identifier,
-}
+__all__ = ["StoreSpec", "open_store"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +87,7 @@ def split_url(url: str) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
         raise ConfigurationError("malformed store URL") from None
     scheme = parts.scheme.lower()
     cls = store_class(scheme)
-    store_parsers: Mapping[str, Callable[[str], Any]] = cls.url_options
+    store_parsers: OptionTable = cls.url_options
     common: dict[str, Any] = {}
     options: dict[str, Any] = {}
     for name, raw in pairs:

@@ -44,6 +44,35 @@ def test_adapters_import_only_public_core_names() -> None:
                 assert not any(a.name.startswith("_") for a in node.names), path
 
 
+GROUND_FLOOR = {"checkpointers.auth", "checkpointers.errors", "checkpointers.options",
+                "checkpointers.record"}  # fmt: skip
+CORE = Path(checkpointers.__file__).resolve().parent
+
+
+def _core_imports(path: Path) -> set[str]:
+    """The `checkpointers` modules a source file imports (at run time or for typing)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0:
+            found.add(node.module or "")
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name.split(".")[0] == "checkpointers"}
+
+
+def test_ground_floor_imports_nothing_above_it() -> None:
+    """errors, record, options and auth import no checkpointers module but each other."""
+    for name in GROUND_FLOOR:
+        assert _core_imports(CORE / f"{name.split('.')[-1]}.py") <= GROUND_FLOOR, name
+
+
+def test_stores_build_on_the_ground_floor_only() -> None:
+    """Stores import the ground floor and other stores, never `urls` (which loads them)."""
+    for path in (CORE / "stores").glob("*.py"):
+        for name in _core_imports(path):
+            assert name in GROUND_FLOOR or name.startswith("checkpointers.stores"), (path, name)
+
+
 async def test_reprs_carry_no_plaintext_or_key_material() -> None:
     """repr/str of public objects built from a record carrying a marker never show it."""
     marker = b"MARKER-5bd1e0"

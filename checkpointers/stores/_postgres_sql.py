@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
+from checkpointers.options import parse_identifier
 from checkpointers.record import Query
-from checkpointers.urls import parse_identifier
 
 COLUMNS: Final = (
     "tenant, thread, namespace, kind, key, sort, grp, status, tokens, "

@@ -29,7 +29,7 @@ from redis.asyncio import BlockingConnectionPool
 from redis.credentials import CredentialProvider
 from redis.exceptions import AuthenticationError
 
-from checkpointers._entra import REDIS_SCOPE, TokenCache
+from checkpointers.auth import REDIS_SCOPE, TokenCache
 from checkpointers.errors import ConfigurationError, StoreUnavailableError
 
 __all__ = ["EntraConnectionPool", "EntraCredentialProvider", "split_entra_url"]

@@ -52,6 +52,7 @@ from checkpointers.errors import (
     IntegrityError,
     StoreUnavailableError,
 )
+from checkpointers.options import parse_bool, parse_positive_int
 from checkpointers.record import Claim, Query, Record, RecordId
 from checkpointers.stores._azure_blob_etags import (
     claim_oldest,
@@ -82,7 +83,6 @@ from checkpointers.stores._azure_blob_url import (
     parse_prefix,
 )
 from checkpointers.stores.base import Store
-from checkpointers.urls import parse_bool, parse_positive_int
 
 if TYPE_CHECKING:
     from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential

@@ -18,17 +18,17 @@ from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
 
-from checkpointers._entra import POSTGRES_SCOPE, TokenCache
+from checkpointers.auth import POSTGRES_SCOPE, TokenCache
 from checkpointers.errors import ConfigurationError, ConflictError, StoreUnavailableError
-from checkpointers.record import Claim, Query, Record, RecordId, malformed_row
-from checkpointers.stores import _postgres_sql as sql
-from checkpointers.stores.base import Store
-from checkpointers.urls import (
+from checkpointers.options import (
     parse_identifier,
     parse_non_negative_int,
     parse_positive_int,
     parse_seconds,
 )
+from checkpointers.record import Claim, Query, Record, RecordId, malformed_row
+from checkpointers.stores import _postgres_sql as sql
+from checkpointers.stores.base import Store
 
 __all__ = ["PostgresStore"]
 

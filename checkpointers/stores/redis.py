@@ -36,6 +36,7 @@ from typing import Any, ClassVar, TypeVar
 from redis.asyncio.cluster import RedisCluster
 
 from checkpointers.errors import ConfigurationError, ConflictError, StoreUnavailableError
+from checkpointers.options import parse_bool, parse_positive_int, parse_seconds
 from checkpointers.record import Claim, Query, Record, RecordId
 from checkpointers.stores._redis_client import Client, connect
 from checkpointers.stores._redis_errors import retrying
@@ -58,7 +59,6 @@ from checkpointers.stores._redis_rows import (
     text,
 )
 from checkpointers.stores.base import Store
-from checkpointers.urls import parse_bool, parse_positive_int, parse_seconds
 
 __all__ = ["RedisStore", "parse_prefix"]
 

@@ -18,10 +18,10 @@ from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from checkpointers.errors import ConfigurationError, ConflictError, StoreUnavailableError
+from checkpointers.options import parse_seconds
 from checkpointers.record import Claim, Query, Record, RecordId, malformed_row
 from checkpointers.stores import _sqlite_sql as sql
 from checkpointers.stores.base import Store
-from checkpointers.urls import parse_seconds
 
 __all__ = ["SqliteStore"]
 

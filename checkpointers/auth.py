@@ -3,7 +3,10 @@
 Azure Database for PostgreSQL and Azure Cache for Redis accept an Entra access token of
 the connecting identity in place of a password. `TokenCache` fetches one from a borrowed
 azure-core `AsyncTokenCredential` (never closed here: the caller owns credentials) and
-reuses it until shortly before it expires.
+reuses it until shortly before it expires. The stores that take `credential=` build one
+`TokenCache` per store with the scope of their service (`POSTGRES_SCOPE`, `REDIS_SCOPE`).
+
+Ground floor: this module imports only `checkpointers.errors` (and the standard library).
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from typing import Any
 
 from checkpointers.errors import ConfigurationError, StoreUnavailableError
 
-__all__ = ["POSTGRES_SCOPE", "REDIS_SCOPE", "TokenCache"]
+__all__ = ["POSTGRES_SCOPE", "REDIS_SCOPE", "REFRESH_MARGIN", "TokenCache"]
 
+#: The scope of an access token for Azure Database for PostgreSQL.
 POSTGRES_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
+#: The scope of an access token for Azure Cache for Redis.
 REDIS_SCOPE = "https://redis.azure.com/.default"
 
 #: A token is renewed when fewer than this many seconds of its life are left, so that a
@@ -34,6 +39,14 @@ class TokenCache:
         store: the store's name, for error messages.
         margin: renew when fewer than this many seconds are left.
         clock: wall clock in seconds since the epoch (tokens expire in that time).
+
+    Attributes:
+        scope: the scope its tokens are for.
+        generation: how many tokens it has fetched (the Redis store re-authenticates
+            its pooled connections when it changes).
+
+    Raises:
+        ConfigurationError: `credential` has no `get_token` method.
     """
 
     def __init__(
