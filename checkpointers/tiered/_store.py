@@ -17,7 +17,7 @@
   concurrent writes of one record, an older copy arriving last cannot replace a newer one.
 * `compare_thread` compares a thread across tiers (counts, digests, latest ids, and the
   differing records) and, when asked, repairs the warmer tiers from the truth (see
-  `checkpointers._tiered_compare` for which tier is the truth).
+  `checkpointers.tiered._compare` for which tier is the truth).
 * Deletes and sweeps reach every tier.
 * `stats` (`TierStats`) counts hot hits and misses, failovers and archive reads; export
   them with `checkpointers.observability.Metrics.watch_tiers`.
@@ -25,72 +25,41 @@
 Queries (`find`, `latest`, `threads`) are answered by the durable tier, the only complete
 index (the hot tier holds what was recently written or read, not whole threads); the hot
 tier serves point reads (`get`, `get_many`), which are what the hit ratio measures.
+
+The parts (hot tier, reads, writes, archive mover, consistency check) are private
+modules of this package that share one `Tiers`, never the store itself.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
-from checkpointers import _tiered_archive, _tiered_reads, _tiered_verify, _tiered_writes
-from checkpointers._tiered_compare import ThreadReport, TierDigest
-from checkpointers._tiered_hot import (
-    SKIPPED,
-    DirtySet,
-    after_durable_write,
-    mark_dirty,
-    on_hot,
-    to_hot,
-)
-from checkpointers._tiered_write_behind import (
+from checkpointers.errors import ConfigurationError, StoreUnavailableError
+from checkpointers.record import Claim, Query, Record, RecordId
+from checkpointers.resilience import CircuitBreaker
+from checkpointers.stores.base import Store
+from checkpointers.tiered import _archive, _deletes, _reads, _verify, _writes
+from checkpointers.tiered._compare import ThreadReport
+from checkpointers.tiered._hot import HotTier
+from checkpointers.tiered._stats import TierStats
+from checkpointers.tiered._tiers import Tiers
+from checkpointers.tiered._urls import stores_from_urls
+from checkpointers.tiered._write_behind import (
     Backoff,
     WriteQueue,
     merge_pending,
     pending_in_scope,
     widen,
 )
-from checkpointers.errors import ConfigurationError, StoreUnavailableError
-from checkpointers.record import Claim, Query, Record, RecordId
-from checkpointers.resilience import CircuitBreaker
-from checkpointers.stores.base import Store
-from checkpointers.urls import open_store
 
-__all__ = ["Backoff", "ThreadReport", "TierDigest", "TierStats", "TieredStore"]
+__all__ = ["TieredStore"]
 
 DEFAULT_HOT_TTL = 24 * 3600.0
 DEFAULT_ARCHIVE_RETENTION = 7 * 365 * 24 * 3600.0
-_ARCHIVE_SCHEMES = frozenset({"azblob", "https"})
-#: Schemes whose store takes `credential=` (Microsoft Entra ID auth).
-_CREDENTIAL_SCHEMES = frozenset({"postgresql", "postgres", "redis", "rediss", *_ARCHIVE_SCHEMES})
-
-
-@dataclass
-class TierStats:
-    """Counters for metrics.
-
-    Attributes:
-        hot_hits: point reads (`get`, `get_many`, per record) served by the hot tier.
-        hot_misses: point reads of records the hot tier lacked and a colder tier held.
-        absent_reads: point reads of records no tier holds (not misses: no cache could
-            have served them).
-        failovers: times the hot tier was found down and its breaker opened.
-        archive_reads: records served by the archive (and `find`s answered by it).
-    """
-
-    hot_hits: int = 0
-    hot_misses: int = 0
-    absent_reads: int = 0
-    failovers: int = 0
-    archive_reads: int = 0
-
-    @property
-    def hit_ratio(self) -> float | None:
-        """Share of point reads served by the hot tier; None before the first read."""
-        total = self.hot_hits + self.hot_misses
-        return None if total == 0 else self.hot_hits / total
 
 
 class TieredStore(Store):
@@ -166,33 +135,24 @@ class TieredStore(Store):
         max_pending: int = 1000,
         flush_backoff: Backoff | None = None,
     ) -> None:
-        self.durable = durable
-        self.hot = hot
-        self.archive = archive
-        self.hot_ttl = hot_ttl
-        self.archive_retention = archive_retention
-        self.restore_on_read = restore_on_read
-        self.breaker = breaker or CircuitBreaker()
-        self.stats = TierStats()
+        stats = TierStats()
+        hot_tier = HotTier(hot, ttl=hot_ttl, breaker=breaker or CircuitBreaker(), stats=stats)
+        self._tiers = Tiers(durable, hot_tier, archive, stats, archive_retention, restore_on_read)
         self._owns_stores = owns_stores
         self._owned_resources = owns_stores
-        # What was written or deleted while the hot tier was unreachable: evicted from it
-        # before it serves again (see `checkpointers._tiered_hot`).
-        self._dirty = DirtySet()
-        self._queue: WriteQueue | None = None
         if write_behind:
             if hot is None:
                 raise ConfigurationError("write-behind needs a hot tier")
             if not flush_interval > 0 or max_pending < 1:
                 raise ConfigurationError("flush_interval and max_pending must be positive")
-            self._queue = WriteQueue(
+            self._tiers.queue = WriteQueue(
                 self._flush_write,
-                self._flushed,
+                functools.partial(_writes.flushed, self._tiers),
                 flush_interval=flush_interval,
                 max_pending=max_pending,
                 backoff=flush_backoff,
             )
-            self._pending_ttl = min(hot_ttl, max(60.0, 10 * flush_interval))
+            self._tiers.pending_ttl = min(hot_ttl, max(60.0, 10 * flush_interval))
 
     @classmethod
     def from_urls(
@@ -209,44 +169,97 @@ class TieredStore(Store):
             ConfigurationError: no durable tier, two of a kind, conflicting options, or
                 `credential` while no tier takes one (SQLite, memory only).
         """
-        warm = [u for u in urls if u.split("://", 1)[0].lower() not in _ARCHIVE_SCHEMES]
-        takes = [u for u in urls if u.split("://", 1)[0].lower() in _CREDENTIAL_SCHEMES]
-        if credential is not None and not takes:
-            raise ConfigurationError(
-                "credential= given but no tier takes one (PostgreSQL, Redis or Azure Blob)"
-            )
-        if not warm or len(warm) > 2:
-            raise ConfigurationError(
-                "a tier list needs one durable URL, at most one hot URL above it"
-            )
-        tiers: dict[str, Store] = {}
-        common: dict[str, Any] = {}
-        try:
-            for url in urls:
-                role = "archive" if url not in warm else "durable" if url == warm[-1] else "hot"
-                if role in tiers:
-                    raise ConfigurationError(f"two {role} tiers in the URL list")
-                extra = {"credential": credential} if url in takes and credential else {}
-                store, url_common = open_store(url, **options, **extra)
-                tiers[role] = store
-                for name, value in url_common.items():
-                    if common.setdefault(name, value) != value:
-                        raise ConfigurationError(f"tiers disagree on option {name!r}")
-        except BaseException:
-            for store in tiers.values():
-                store._closed = True  # nothing was opened yet: drop without warning
-            raise
+        tiers, common = stores_from_urls(urls, credential=credential, **options)
         tiered = cls(
             tiers["durable"], hot=tiers.get("hot"), archive=tiers.get("archive"), owns_stores=True
         )
         return tiered, common
+
+    # -- the tiers and settings, kept in the parts they configure --------------------------
+
+    @property
+    def durable(self) -> Store:
+        """The source of truth."""
+        return self._tiers.durable
+
+    @durable.setter
+    def durable(self, store: Store) -> None:
+        self._tiers.durable = store
+
+    @property
+    def hot(self) -> Store | None:
+        """The hot tier, or None."""
+        return self._tiers.hot.store
+
+    @hot.setter
+    def hot(self, store: Store | None) -> None:
+        self._tiers.hot.store = store
+
+    @property
+    def archive(self) -> Store | None:
+        """The archive tier, or None."""
+        return self._tiers.archive
+
+    @archive.setter
+    def archive(self, store: Store | None) -> None:
+        self._tiers.archive = store
+
+    @property
+    def hot_ttl(self) -> float:
+        """Seconds a record stays in the hot tier."""
+        return self._tiers.hot.ttl
+
+    @hot_ttl.setter
+    def hot_ttl(self, seconds: float) -> None:
+        self._tiers.hot.ttl = seconds
+
+    @property
+    def archive_retention(self) -> float | None:
+        """Expiry given to archived copies, in seconds (None: never)."""
+        return self._tiers.archive_retention
+
+    @archive_retention.setter
+    def archive_retention(self, seconds: float | None) -> None:
+        self._tiers.archive_retention = seconds
+
+    @property
+    def restore_on_read(self) -> bool:
+        """Whether a read that finds a thread only in the archive restores it first."""
+        return self._tiers.restore_on_read
+
+    @restore_on_read.setter
+    def restore_on_read(self, restore: bool) -> None:
+        self._tiers.restore_on_read = restore
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The circuit breaker of the hot tier."""
+        return self._tiers.hot.breaker
+
+    @breaker.setter
+    def breaker(self, breaker: CircuitBreaker) -> None:
+        self._tiers.hot.breaker = breaker
+
+    @property
+    def stats(self) -> TierStats:
+        """Counters for metrics (hot hits and misses, failovers, archive reads)."""
+        return self._tiers.stats
+
+    @stats.setter
+    def stats(self, stats: TierStats) -> None:
+        self._tiers.stats = self._tiers.hot.stats = stats
+
+    @property
+    def _queue(self) -> WriteQueue | None:
+        # Write-behind's queue (None in write-through mode); tests drive it.
+        return self._tiers.queue
 
     # -- protocol -------------------------------------------------------------------------
 
     async def setup(self) -> None:
         await self.durable.setup()
         if self.hot is not None:
-            await on_hot(self, lambda hot: hot.setup(), "setup")
+            await self._tiers.hot.run(lambda hot: hot.setup(), "setup")
         if self.archive is not None:
             await self.archive.setup()
 
@@ -259,7 +272,7 @@ class TieredStore(Store):
         from the archive, for threads the durable tier holds nothing of (archived
         threads: a live thread's absent record is not looked up in the archive, which is
         slow)."""
-        return await _tiered_reads.get_many(self, record_ids)
+        return await _reads.get_many(self._tiers, record_ids)
 
     async def put(self, record: Record, *, expected_version: int | None = None) -> int:
         """Write-through (or, in write-behind mode without `expected_version`, queued).
@@ -279,7 +292,7 @@ class TieredStore(Store):
         version = await self.durable.put(record, expected_version=expected_version)
         if self.hot is not None:
             stored = replace(record, version=version, updated_at=time.time())
-            await to_hot(self, [stored], "put")
+            await self._tiers.hot.put([stored], "put")
         return version
 
     async def put_many(
@@ -295,14 +308,11 @@ class TieredStore(Store):
             StoreUnavailableError: the durable tier failed (now, or a queued flush).
         """
         if self._queue is not None and records:
-            return await _tiered_writes.put_behind(self, records, if_absent)
-        return await _tiered_writes.put_through(self, records, if_absent)
+            return await _writes.put_behind(self._tiers, records, if_absent)
+        return await _writes.put_through(self._tiers, records, if_absent)
 
     async def _flush_write(self, records: list[Record], if_absent: bool) -> list[int | None]:
         return await self.durable.put_many(records, if_absent=if_absent)
-
-    async def _flushed(self, records: list[Record], versions: list[int | None]) -> None:
-        await _tiered_writes.flushed(self, records, versions)
 
     async def flush(self) -> int:
         """Write-behind: write every queued write to the durable tier now; returns how
@@ -313,24 +323,13 @@ class TieredStore(Store):
         """
         return 0 if self._queue is None else await self._queue.flush()
 
-    async def _flush_if(self, pending: bool) -> None:
-        if pending and self._queue is not None:
-            await self._queue.flush()
-
-    def _pending(self, tenant: str | None = None, thread: str | None = None) -> bool:
-        queue = self._queue
-        if queue is None or not queue.latest:
-            return False
-        return any((tenant is None or rid.tenant == tenant) and
-                   (thread is None or rid.thread == thread) for rid in queue.latest)  # fmt: skip
-
     async def replicate(self, records: Sequence[Record]) -> None:
         queue = self._queue
-        await self._flush_if(queue is not None and any(r.id in queue.latest for r in records))
+        await self._tiers.flush_if(queue is not None and any(r.id in queue.latest for r in records))
         # The durable tier may have kept a higher version than a copy given here: the hot
         # tier gets what the durable tier holds now.
         await self.durable.replicate(records)
-        await after_durable_write(self, [r.id for r in records], "replicate")
+        await self._tiers.hot.put_from(self.durable, [r.id for r in records], "replicate")
 
     async def find(self, query: Query) -> list[Record]:
         queue = self._queue
@@ -349,73 +348,34 @@ class TieredStore(Store):
         return archived
 
     async def claim(self, claim: Claim) -> Record | None:
-        await self._flush_if(self._pending(claim.tenant, claim.thread))
+        await self._tiers.flush_if(self._tiers.pending(claim.tenant, claim.thread))
         claimed = await self.durable.claim(claim)
         if claimed is not None:
-            await to_hot(self, [claimed], "claim")
+            await self._tiers.hot.put([claimed], "claim")
         return claimed
 
-    @contextlib.asynccontextmanager
-    async def _no_flush(self, doomed: Callable[[RecordId], bool]) -> AsyncIterator[None]:
-        """Drop queued writes that a delete removes, holding off flushes meanwhile."""
-        if self._queue is None:
-            yield
-            return
-        async with self._queue.exclusive():
-            self._queue.discard(doomed)
-            yield
-
     async def delete(self, record_ids: Sequence[RecordId]) -> int:
-        ids = set(record_ids)
-        async with self._no_flush(ids.__contains__):
-            return await self._delete(record_ids)
-
-    async def _delete(self, record_ids: Sequence[RecordId]) -> int:
-        count = await self.durable.delete(record_ids)
-        if await on_hot(self, lambda hot: hot.delete(record_ids), "delete") is SKIPPED:
-            mark_dirty(self, record_ids)
-        if self.archive is not None:
-            count = max(count, await self.archive.delete(record_ids))
-        return count
+        return await _deletes.delete(self._tiers, record_ids)
 
     async def delete_thread(self, tenant: str, thread: str) -> int:
-        async with self._no_flush(lambda rid: (rid.tenant, rid.thread) == (tenant, thread)):
-            return await self._delete_thread(tenant, thread)
-
-    async def _delete_thread(self, tenant: str, thread: str) -> int:
-        count = await self.durable.delete_thread(tenant, thread)
-        hot_done = await on_hot(self, lambda hot: hot.delete_thread(tenant, thread), "erase")
-        if hot_done is SKIPPED:
-            mark_dirty(self, thread=(tenant, thread))
-        if self.archive is not None:
-            count += await self.archive.delete_thread(tenant, thread)
-        return count
+        return await _deletes.delete_thread(self._tiers, tenant, thread)
 
     async def delete_tenant(self, tenant: str) -> int:
-        async with self._no_flush(lambda rid: rid.tenant == tenant):
-            return await self._delete_tenant(tenant)
-
-    async def _delete_tenant(self, tenant: str) -> int:
-        count = await self.durable.delete_tenant(tenant)
-        if await on_hot(self, lambda hot: hot.delete_tenant(tenant), "erase") is SKIPPED:
-            mark_dirty(self, tenant=tenant)
-        if self.archive is not None:
-            count += await self.archive.delete_tenant(tenant)
-        return count
+        return await _deletes.delete_tenant(self._tiers, tenant)
 
     async def threads(
         self, tenant: str | None, *, after: str | None = None, limit: int = 100
     ) -> list[tuple[str, str]]:
-        await self._flush_if(self._pending(tenant))
+        await self._tiers.flush_if(self._tiers.pending(tenant))
         return await self.durable.threads(tenant, after=after, limit=limit)
 
     async def scan(self, after: RecordId | None = None, *, limit: int = 500) -> list[Record]:
-        await self._flush_if(self._pending())
+        await self._tiers.flush_if(self._tiers.pending())
         return await self.durable.scan(after, limit=limit)
 
     async def sweep(self, *, now: float | None = None, limit: int = 1000) -> int:
         count = await self.durable.sweep(now=now, limit=limit)
-        await on_hot(self, lambda hot: hot.sweep(now=now, limit=limit), "sweep")
+        await self._tiers.hot.run(lambda hot: hot.sweep(now=now, limit=limit), "sweep")
         if self.archive is not None:
             count += await self.archive.sweep(now=now, limit=limit)
         return count
@@ -451,7 +411,7 @@ class TieredStore(Store):
             RecordNotFoundError: the thread has no records in the durable tier.
             IntegrityError: the archived copy differs (nothing is deleted then).
         """
-        return await _tiered_archive.archive_thread(self, tenant, thread)
+        return await _archive.archive_thread(self._tiers, tenant, thread)
 
     async def restore_thread(self, tenant: str, thread: str) -> int:
         """Copy an archived thread back into the durable tier (the archive keeps it).
@@ -463,7 +423,7 @@ class TieredStore(Store):
             RecordNotFoundError: the archive has no such thread.
             IntegrityError: the restored copy differs from the archive.
         """
-        return await _tiered_archive.restore_thread(self, tenant, thread)
+        return await _archive.restore_thread(self._tiers, tenant, thread)
 
     async def compare_thread(
         self, tenant: str, thread: str, *, repair: bool = False
@@ -484,11 +444,11 @@ class TieredStore(Store):
             StoreUnavailableError: the durable tier or the archive failed.
             IntegrityError: the archive copy written by the repair differs on read-back.
         """
-        return await _tiered_verify.compare_thread(self, tenant, thread, repair)
+        return await _verify.compare_thread(self._tiers, tenant, thread, repair)
 
     async def archive_idle(self, tenant: str | None, *, idle_seconds: float) -> int:
         """Archive every thread whose newest record is older than `idle_seconds`."""
-        return await _tiered_archive.archive_idle(self, tenant, idle_seconds)
+        return await _archive.archive_idle(self._tiers, tenant, idle_seconds)
 
     async def aclose(self) -> None:
         """Flush queued writes (write-behind), then close what this store owns.

@@ -18,7 +18,7 @@ from typing import Any
 
 import typer
 
-from checkpointers._cli_options import Options
+from checkpointers.cli._options import Options
 from checkpointers.errors import (
     CheckpointersError,
     ConfigurationError,

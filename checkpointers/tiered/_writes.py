@@ -1,9 +1,9 @@
-"""Batch writes of `TieredStore` (private): write-through, and write-behind's rules.
+"""Batch writes of a `TieredStore` (private): write-through, and write-behind's rules.
 
 * Write-through: the durable tier first, then exactly the records it wrote, with the
   versions it answered, to the hot tier.
-* Write-behind: the hot tier, then the queue (`checkpointers._tiered_write_behind`); when
-  the hot tier is skipped, the queue is flushed and the write goes through.
+* Write-behind: the hot tier, then the `WriteQueue`; when the hot tier is skipped, the
+  queue is flushed and the write goes through.
 * After a flush: the hot tier gets the durable versions of what was written, and loses
   what the durable tier skipped.
 """
@@ -13,51 +13,44 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-from checkpointers._tiered_hot import SKIPPED, drop_from_hot, mark_dirty, on_hot, to_hot
 from checkpointers.record import Record
-
-if TYPE_CHECKING:
-    from checkpointers.tiered import TieredStore
+from checkpointers.tiered._hot import SKIPPED
+from checkpointers.tiered._tiers import Tiers
 
 __all__ = ["flushed", "put_behind", "put_through"]
 
 
-async def put_through(
-    tiers: TieredStore, records: Sequence[Record], if_absent: bool
-) -> list[int | None]:
+async def put_through(tiers: Tiers, records: Sequence[Record], if_absent: bool) -> list[int | None]:
     """Write to the durable tier, then copy what it wrote to the hot tier."""
     versions = await tiers.durable.put_many(records, if_absent=if_absent)
-    if tiers.hot is not None:
+    if tiers.hot.store is not None:
         now = time.time()
         written = [replace(r, version=v, updated_at=now)
                    for r, v in zip(records, versions, strict=True)
                    if v is not None]  # fmt: skip
-        await to_hot(tiers, written, "put_many")
+        await tiers.hot.put(written, "put_many")
     return versions
 
 
-async def put_behind(
-    tiers: TieredStore, records: Sequence[Record], if_absent: bool
-) -> list[int | None]:
+async def put_behind(tiers: Tiers, records: Sequence[Record], if_absent: bool) -> list[int | None]:
     """Write to the hot tier and queue; through to the durable tier if the hot is skipped."""
-    queue = tiers._queue
+    queue = tiers.queue
     assert queue is not None
     if queue.failure is not None or len(queue) >= queue.max_pending:
         await queue.flush()  # raises while the durable tier stays down
-    limit = time.time() + tiers._pending_ttl
+    limit = time.time() + tiers.pending_ttl
     copies = [replace(r, expires_at=limit if r.expires_at is None else
                       min(r.expires_at, limit)) for r in records]  # fmt: skip
     ids = [r.id for r in records]
     with queue.reserve(ids):
-        versions = await on_hot(
-            tiers, lambda hot: hot.put_many(copies, if_absent=if_absent), "put_many"
+        versions = await tiers.hot.run(
+            lambda hot: hot.put_many(copies, if_absent=if_absent), "put_many"
         )
         if versions is SKIPPED:
             # The hot write may have applied: evict it when the tier is back. Queued
             # writes go first, so that this one lands after them.
-            mark_dirty(tiers, ids)
+            tiers.hot.mark_dirty(ids)
             await queue.flush()
             return await put_through(tiers, records, if_absent)
         now = time.time()
@@ -67,10 +60,10 @@ async def put_behind(
     return versions
 
 
-async def flushed(tiers: TieredStore, records: list[Record], versions: list[int | None]) -> None:
+async def flushed(tiers: Tiers, records: list[Record], versions: list[int | None]) -> None:
     """After a flush: the hot tier gets the durable versions of what was written, and
     loses what the durable tier skipped; records queued again since are left alone."""
-    queue = tiers._queue
+    queue = tiers.queue
     assert queue is not None
     now = time.time()
     written = [replace(r, version=v, updated_at=now)
@@ -78,6 +71,6 @@ async def flushed(tiers: TieredStore, records: list[Record], versions: list[int 
                if v is not None and not queue.is_pending(r.id)]  # fmt: skip
     skipped = [r.id for r, v in zip(records, versions, strict=True)
                if v is None and not queue.is_pending(r.id)]  # fmt: skip
-    await to_hot(tiers, written, "flush")
+    await tiers.hot.put(written, "flush")
     if skipped:
-        await drop_from_hot(tiers, skipped, "flush")
+        await tiers.hot.drop(skipped, "flush")

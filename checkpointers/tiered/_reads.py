@@ -1,4 +1,4 @@
-"""Point reads of `TieredStore` through its tiers (private).
+"""Point reads of a `TieredStore` through its tiers (private).
 
 `get_many` looks in the write-behind queue first, then the hot tier; the misses go to the
 durable tier in one call (and what it holds is copied to the hot tier); what is still
@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from checkpointers._tiered_hot import SKIPPED, on_hot, to_hot
 from checkpointers.record import Query, Record, RecordId
-
-if TYPE_CHECKING:
-    from checkpointers.tiered import TieredStore
+from checkpointers.tiered._archive import restore_thread
+from checkpointers.tiered._hot import SKIPPED
+from checkpointers.tiered._tiers import Tiers
 
 __all__ = ["get_many"]
 
 
-async def get_many(tiers: TieredStore, record_ids: Sequence[RecordId]) -> list[Record | None]:
+async def get_many(tiers: Tiers, record_ids: Sequence[RecordId]) -> list[Record | None]:
     """The records, queued writes first (write-behind), then through the tiers."""
-    queue = tiers._queue
+    queue = tiers.queue
     if queue is None or not queue.latest or not record_ids:
         return await _read_tiers(tiers, record_ids)
     now = time.time()
@@ -45,10 +43,10 @@ async def get_many(tiers: TieredStore, record_ids: Sequence[RecordId]) -> list[R
     return out
 
 
-async def _read_tiers(tiers: TieredStore, record_ids: Sequence[RecordId]) -> list[Record | None]:
+async def _read_tiers(tiers: Tiers, record_ids: Sequence[RecordId]) -> list[Record | None]:
     if not record_ids:
         return []
-    cached = await on_hot(tiers, lambda hot: hot.get_many(record_ids), "get")
+    cached = await tiers.hot.run(lambda hot: hot.get_many(record_ids), "get")
     out: list[Record | None] = [None] * len(record_ids) if cached is SKIPPED else cached
     misses = [i for i, record in enumerate(out) if record is None]
     tiers.stats.hot_hits += len(record_ids) - len(misses)
@@ -64,10 +62,10 @@ async def _read_tiers(tiers: TieredStore, record_ids: Sequence[RecordId]) -> lis
         else:
             fresh[record.id] = record
     tiers.stats.hot_misses += len(fresh)
-    queue = tiers._queue
+    queue = tiers.queue
     # A write queued (or being queued) since the durable read is newer: not copied.
     repopulate = [r for r in fresh.values() if queue is None or not queue.is_pending(r.id)]
-    await to_hot(tiers, repopulate, "repopulate")
+    await tiers.hot.put(repopulate, "repopulate")
     archive = tiers.archive
     if left and archive is not None:
         left = await _archived_only(tiers, record_ids, left, out)
@@ -81,13 +79,13 @@ async def _read_tiers(tiers: TieredStore, record_ids: Sequence[RecordId]) -> lis
             # The thread is back in use: bring all of it into the durable tier before a
             # write lands there beside only part of its history.
             for tenant, thread in {(r.id.tenant, r.id.thread) for r in archived if r}:
-                await tiers.restore_thread(tenant, thread)
+                await restore_thread(tiers, tenant, thread)
     tiers.stats.absent_reads += sum(1 for r in out if r is None)
     return out
 
 
 async def _archived_only(
-    tiers: TieredStore,
+    tiers: Tiers,
     record_ids: Sequence[RecordId],
     left: list[int],
     out: Sequence[Record | None],

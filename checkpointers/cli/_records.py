@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from checkpointers._cli_output import format_table, format_time
-from checkpointers._cli_stores import Tier
+from checkpointers.cli._output import format_table, format_time
+from checkpointers.cli._stores import Tier
 from checkpointers.crypto.envelope import Envelope
 from checkpointers.errors import IntegrityError
 from checkpointers.record import INDEX_KEY_KIND, Record, RecordId

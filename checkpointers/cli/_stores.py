@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from checkpointers._cli_options import Options
+from checkpointers.cli._options import Options
 from checkpointers.errors import ConfigurationError
 from checkpointers.options import parse_identifier
 from checkpointers.stores.base import Store

@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
-from checkpointers._cli_options import Options, key_versions, options
-from checkpointers._cli_output import (
+from checkpointers.cli._options import Options, key_versions, options
+from checkpointers.cli._output import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
@@ -24,8 +24,8 @@ from checkpointers._cli_output import (
     err,
     execute,
 )
-from checkpointers._cli_records import record_json
-from checkpointers._cli_stores import open_tiers, resolve_tenant
+from checkpointers.cli._records import record_json
+from checkpointers.cli._stores import open_tiers, resolve_tenant
 from checkpointers.crypto.keyring import KeyRing
 from checkpointers.crypto.provider import KeyEncryptionKey
 from checkpointers.encrypted import DEFAULT_TENANT

@@ -1,4 +1,4 @@
-"""Moving threads between the warm tiers of `TieredStore` and its archive (private).
+"""Moving threads between the warm tiers of a `TieredStore` and its archive (private).
 
 * `archive_thread` copies a thread to the archive, reads it back and compares digests
   before deleting it from the durable and hot tiers;
@@ -15,17 +15,14 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-from checkpointers._tiered_compare import fingerprint
-from checkpointers._tiered_hot import SKIPPED, after_durable_write, mark_dirty, on_hot
 from checkpointers.errors import ConfigurationError, IntegrityError, RecordNotFoundError
 from checkpointers.observability import log_event
 from checkpointers.record import Query, Record
 from checkpointers.stores.base import Store
-
-if TYPE_CHECKING:
-    from checkpointers.tiered import TieredStore
+from checkpointers.tiered._compare import fingerprint
+from checkpointers.tiered._hot import SKIPPED
+from checkpointers.tiered._tiers import Tiers
 
 __all__ = [
     "archive_copies",
@@ -44,7 +41,7 @@ def _digest(records: Sequence[Record]) -> str:
     return h.hexdigest()
 
 
-def require_archive(tiers: TieredStore) -> Store:
+def require_archive(tiers: Tiers) -> Store:
     """The archive tier, or ConfigurationError when there is none."""
     if tiers.archive is None:
         raise ConfigurationError("no archive tier is configured")
@@ -58,10 +55,10 @@ def archive_copies(records: Sequence[Record], retention: float | None) -> list[R
                     max(r.expires_at, expiry or 0.0)) for r in records]  # fmt: skip
 
 
-async def archive_thread(tiers: TieredStore, tenant: str, thread: str) -> int:
+async def archive_thread(tiers: Tiers, tenant: str, thread: str) -> int:
     """See `TieredStore.archive_thread`."""
     archive = require_archive(tiers)
-    await tiers._flush_if(tiers._pending(tenant, thread))
+    await tiers.flush_if(tiers.pending(tenant, thread))
     records = await tiers.durable.find(Query(tenant=tenant, thread=thread))
     if not records:
         raise RecordNotFoundError(f"thread {thread!r} of tenant {tenant!r} has no records")
@@ -71,16 +68,16 @@ async def archive_thread(tiers: TieredStore, tenant: str, thread: str) -> int:
     if _digest(stored) != _digest(copies):
         raise IntegrityError(f"archived copy of thread {thread!r} differs; nothing deleted")
     await tiers.durable.delete_thread(tenant, thread)
-    if await on_hot(tiers, lambda hot: hot.delete_thread(tenant, thread), "archive") is SKIPPED:
-        mark_dirty(tiers, thread=(tenant, thread))
+    if await tiers.hot.run(lambda hot: hot.delete_thread(tenant, thread), "archive") is SKIPPED:
+        tiers.hot.mark_dirty(thread=(tenant, thread))
     log_event("checkpointers.archive", tenant=tenant, thread_id=thread, records=len(records))
     return len(records)
 
 
-async def restore_thread(tiers: TieredStore, tenant: str, thread: str) -> int:
+async def restore_thread(tiers: Tiers, tenant: str, thread: str) -> int:
     """See `TieredStore.restore_thread`."""
     archive = require_archive(tiers)
-    await tiers._flush_if(tiers._pending(tenant, thread))
+    await tiers.flush_if(tiers.pending(tenant, thread))
     records = await archive.find(Query(tenant=tenant, thread=thread))
     if not records:
         raise RecordNotFoundError(f"thread {thread!r} of tenant {tenant!r} is not archived")
@@ -95,12 +92,12 @@ async def restore_thread(tiers: TieredStore, tenant: str, thread: str) -> int:
             or (got.version == record.version and fingerprint(got) != fingerprint(record))
         ):
             raise IntegrityError(f"restored copy of thread {thread!r} differs from the archive")
-    await after_durable_write(tiers, [r.id for r in restored], "restore")
+    await tiers.hot.put_from(tiers.durable, [r.id for r in restored], "restore")
     log_event("checkpointers.restore", tenant=tenant, thread_id=thread, records=len(records))
     return len(records)
 
 
-async def archive_idle(tiers: TieredStore, tenant: str | None, idle_seconds: float) -> int:
+async def archive_idle(tiers: Tiers, tenant: str | None, idle_seconds: float) -> int:
     """See `TieredStore.archive_idle`."""
     cutoff = time.time() - idle_seconds
     moved = 0
@@ -112,5 +109,5 @@ async def archive_idle(tiers: TieredStore, tenant: str | None, idle_seconds: flo
         for owner, thread in page:
             records = await tiers.durable.find(Query(tenant=owner, thread=thread))
             if records and max(r.updated_at for r in records) < cutoff:
-                moved += await tiers.archive_thread(owner, thread)
+                moved += await archive_thread(tiers, owner, thread)
         after = page[-1][1]

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
-from checkpointers._cli_options import key_file_path, key_versions, options
-from checkpointers._cli_output import (
+from checkpointers.cli._options import key_file_path, key_versions, options
+from checkpointers.cli._output import (
     EPILOG,
     EXIT_INTEGRITY,
     EXIT_OK,
@@ -27,7 +27,7 @@ from checkpointers._cli_output import (
     execute,
     format_table,
 )
-from checkpointers._cli_stores import Stores, open_tiers
+from checkpointers.cli._stores import Stores, open_tiers
 from checkpointers.crypto.keyring import KeyRing
 from checkpointers.crypto.local import (
     append_key_file,

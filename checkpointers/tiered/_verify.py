@@ -1,7 +1,7 @@
 """`TieredStore.compare_thread`: check a thread across the tiers, and repair (private).
 
 Reads each tier's records of the thread, builds the `ThreadReport` with the rules of
-`checkpointers._tiered_compare` (which tier is the truth, what counts as a difference)
+`checkpointers.tiered._compare` (which tier is the truth, what counts as a difference)
 and, when asked, repairs the warmer tiers: differing hot copies are evicted, and a
 differing archive copy is replaced by the durable tier's, verified on read-back.
 """
@@ -9,10 +9,12 @@ differing archive copy is replaced by the durable tier's, verified on read-back.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from checkpointers._tiered_archive import archive_copies, require_archive
-from checkpointers._tiered_compare import (
+from checkpointers.errors import IntegrityError
+from checkpointers.observability import log_event
+from checkpointers.record import Query, Record, RecordId
+from checkpointers.tiered._archive import archive_copies, require_archive
+from checkpointers.tiered._compare import (
     MISSING,
     Difference,
     ThreadReport,
@@ -21,23 +23,16 @@ from checkpointers._tiered_compare import (
     fingerprint,
     summary,
 )
-from checkpointers._tiered_hot import SKIPPED, drop_from_hot, on_hot
-from checkpointers.errors import IntegrityError
-from checkpointers.observability import log_event
-from checkpointers.record import Query, Record, RecordId
-
-if TYPE_CHECKING:
-    from checkpointers.tiered import TieredStore
+from checkpointers.tiered._hot import SKIPPED
+from checkpointers.tiered._tiers import Tiers
 
 __all__ = ["compare_thread"]
 
 
-async def compare_thread(
-    tiers: TieredStore, tenant: str, thread: str, repair: bool
-) -> ThreadReport:
+async def compare_thread(tiers: Tiers, tenant: str, thread: str, repair: bool) -> ThreadReport:
     """See `TieredStore.compare_thread`."""
     query = Query(tenant=tenant, thread=thread)
-    await tiers._flush_if(tiers._pending(tenant, thread))
+    await tiers.flush_if(tiers.pending(tenant, thread))
     durable = await tiers.durable.find(query)
     archived = None if tiers.archive is None else await tiers.archive.find(query)
     truth_name = "durable" if durable or not archived else "archive"
@@ -45,8 +40,8 @@ async def compare_thread(
     digests: dict[str, TierDigest] = {"durable": summary(durable)}
     found: list[Difference] = []
     unreachable: list[str] = []
-    if tiers.hot is not None:
-        hot = await on_hot(tiers, lambda tier: tier.find(query), "compare")
+    if tiers.hot.store is not None:
+        hot = await tiers.hot.run(lambda tier: tier.find(query), "compare")
         if hot is SKIPPED:
             unreachable.append("hot")
         else:
@@ -60,7 +55,7 @@ async def compare_thread(
     if repair and found:
         stale_hot = [d.record for d in found if d.tier == "hot"]
         if stale_hot:
-            await drop_from_hot(tiers, stale_hot, "repair")
+            await tiers.hot.drop(stale_hot, "repair")
         stale_archive = [d.record for d in found if d.tier == "archive"]
         if stale_archive:
             await _rearchive(
@@ -82,7 +77,7 @@ async def compare_thread(
 
 
 async def _rearchive(
-    tiers: TieredStore, thread: str, records: Sequence[Record], doomed: Sequence[RecordId]
+    tiers: Tiers, thread: str, records: Sequence[Record], doomed: Sequence[RecordId]
 ) -> None:
     """Make the archive's copy of a thread that of the durable tier, verified."""
     archive = require_archive(tiers)

@@ -1,0 +1,5 @@
+"""`python -m checkpointers.cli`: the `checkpointers` command."""
+
+from checkpointers.cli import main
+
+main()
