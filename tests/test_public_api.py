@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import pkgutil
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,20 @@ import checkpointers
 from checkpointers import EncryptedStore, MemoryStore, Portal
 from checkpointers.testing import deterministic_key_ring
 
-PUBLIC_MODULES = ["checkpointers", "checkpointers.crypto", "checkpointers.stores",
-                  "checkpointers.testing", "checkpointers.errors", "checkpointers.record"]  # fmt: skip
+
+def _raise(name: str) -> None:
+    raise ImportError(f"cannot walk {name}")
+
+
+def _public_modules() -> list[str]:
+    """`checkpointers` and every module under it with no `_` part in its name: the
+    subpackages and their modules, and the adapters installed inside the package."""
+    walked = pkgutil.walk_packages(checkpointers.__path__, "checkpointers.", onerror=_raise)
+    names = [m.name for m in walked if not any(p.startswith("_") for p in m.name.split("."))]
+    return ["checkpointers", *sorted(names)]
+
+
+PUBLIC_MODULES = _public_modules()
 
 
 def _isort_key(name: str) -> tuple[int, str]:
@@ -21,6 +34,15 @@ def _isort_key(name: str) -> tuple[int, str]:
     if name.isupper():
         return (0, name)
     return (1, name) if name[:1].isupper() else (2, name)
+
+
+def test_every_part_is_walked() -> None:
+    """The walk reaches the subpackages, the ground floor and the adapters."""
+    expected = {"checkpointers.auth", "checkpointers.cli", "checkpointers.crypto",
+                "checkpointers.errors", "checkpointers.langgraph", "checkpointers.options",
+                "checkpointers.pydantic_graph", "checkpointers.record", "checkpointers.stores",
+                "checkpointers.testing", "checkpointers.tiered", "checkpointers.urls"}  # fmt: skip
+    assert expected <= set(PUBLIC_MODULES)
 
 
 @pytest.mark.parametrize("name", PUBLIC_MODULES)
