@@ -22,36 +22,41 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import (
-    AsyncIterator,
-    Iterator,
-    Mapping,
-    Sequence,
-)
+import asyncio
+import random
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
     ChannelVersions,
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
     DeltaChannelHistory,
+    get_checkpoint_id,
+    get_checkpoint_metadata,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from typing_extensions import Self
 
-from checkpointers import EncryptedStore, KeyRing
+from checkpointers import EncryptedStore, KeyRing, Write
+from checkpointers.values import HeadCache, ListCache, ValueStore
 
-from ._maintenance import SaverMaintenance
+from . import _codec as codec
+from ._checkpoints import Checkpoints, address, config_of, configurable
+from ._codec import SerdeCodec
+from ._maintenance import Maintenance
 
 __all__ = ["CheckpointSaver"]
 
 T = TypeVar("T")
 
 
-class CheckpointSaver(SaverMaintenance):
+class CheckpointSaver(BaseCheckpointSaver[str]):
     """A LangGraph `BaseCheckpointSaver` that encrypts everything it stores.
 
     Build it with `from_url(...)` (it then owns the store and closes it) and use it as
@@ -79,8 +84,35 @@ class CheckpointSaver(SaverMaintenance):
         append_only: bool = True,
     ) -> None:
         super().__init__(serde=serde)
-        self._init_core(store, append_only=append_only)
+        self._store = store
         self._owns_store = False
+        self._append_only = append_only
+        self._list_cache = ListCache()
+        self._heads = HeadCache()
+        self._use(self.serde)
+
+    def _use(self, serde: SerializerProtocol) -> None:
+        """Build the parts that serialize through `serde` (they share the caches)."""
+        self._codec = SerdeCodec(serde)
+        self._values = ValueStore(
+            self._store, self._codec, lists=self._list_cache, append_only=self._append_only
+        )
+        self._checkpoints = Checkpoints(self._store, self._codec, self._values)
+        self._maintenance = Maintenance(self._checkpoints, self._heads)
+
+    @property
+    def _list_cache_bytes(self) -> int:
+        """Item bytes in the list cache (for tests)."""
+        return self._list_cache.nbytes
+
+    def with_allowlist(self, extra_allowlist: Collection[tuple[str, ...]]) -> CheckpointSaver:
+        """A shallow clone whose serializer also allows `extra_allowlist` (see the base
+        class), over the same store and caches; this saver if nothing changes."""
+        clone = super().with_allowlist(extra_allowlist)
+        assert isinstance(clone, CheckpointSaver)
+        if clone is not self:
+            clone._use(clone.serde)
+        return clone
 
     @classmethod
     def from_url(
@@ -172,7 +204,38 @@ class CheckpointSaver(SaverMaintenance):
             SerializationError: a stored value cannot be deserialized.
             StoreUnavailableError: the backend failed.
         """
-        return await self._get_tuple(config)
+        conf = configurable(config)
+        thread, ns = address(conf)
+        checkpoint_id = get_checkpoint_id(config)
+        checkpoints = self._checkpoints
+        if checkpoint_id:
+            # The checkpoint and its writes at once, then its values: two round trips.
+            entry, writes = await asyncio.gather(
+                self._store.get(checkpoints.record_id(thread, ns, checkpoint_id)),
+                checkpoints.writes(thread, ns, checkpoint_id),
+            )
+            return None if entry is None else await checkpoints.tuple(entry, writes)
+        latest = self._store.latest(
+            self._store.query(kind=codec.CHECKPOINT, thread=thread, namespace=ns)
+        )
+        head = self._heads.get(thread, ns)
+        if head is None:
+            found, writes, prefetched = await latest, None, None
+        else:
+            # Most often the newest checkpoint is the one this process last put or read:
+            # read it, its writes and its values at once (one round trip), then check.
+            found, writes, prefetched = await asyncio.gather(
+                latest,
+                checkpoints.writes(thread, ns, head.snapshot),
+                self._values.prefetch(thread, ns, head),
+            )
+            if found is None or found.id.key != head.snapshot:
+                writes, prefetched = None, None
+        if found is None:
+            return None
+        item = await checkpoints.tuple(found, writes, prefetched)
+        self._heads.note(thread, ns, found.id.key, item.checkpoint["channel_versions"])
+        return item
 
     async def alist(
         self,
@@ -194,7 +257,33 @@ class CheckpointSaver(SaverMaintenance):
             IntegrityError, KeyUnavailableError, SerializationError,
             StoreUnavailableError: as `aget_tuple`.
         """
-        async for item in self._list(config, filter=filter, before=before, limit=limit):
+        conf = configurable(config) if config is not None else {}
+        thread = address(conf)[0] if config is not None else None
+        ns = conf.get("checkpoint_ns")
+        only_id = get_checkpoint_id(config) if config is not None else None
+        wanted = {k: codec.index_value(v) for k, v in (filter or {}).items()}
+        if not all(codec.is_indexable(v) for v in wanted.values()):
+            return  # such a value was never indexed: nothing can match
+        query = self._store.query(
+            kind=codec.CHECKPOINT,
+            thread=thread,
+            namespace=None if ns is None else str(ns),
+            tokens=await self._store.tokens(wanted) if wanted else frozenset(),
+            before=get_checkpoint_id(before) if before is not None else None,
+            limit=None if only_id else limit,
+            descending=True,
+        )
+        remaining = limit
+        for record in await self._store.find_records(query):
+            if remaining is not None and remaining <= 0:
+                return
+            if only_id and record.id.key != only_id:
+                continue
+            item = await self._checkpoints.tuple(await self._store.open(record))
+            if wanted and not codec.matches(item.metadata, filter or {}):
+                continue
+            if remaining is not None:
+                remaining -= 1
             yield item
 
     async def aput(
@@ -218,7 +307,23 @@ class CheckpointSaver(SaverMaintenance):
             RecordTooLargeError: a record is above the store's size cap.
             StoreUnavailableError: the backend failed (nothing or everything is stored).
         """
-        return await self._put(config, checkpoint, metadata, new_versions)
+        conf = configurable(config)
+        thread, ns = address(conf)
+        parent = conf.get("checkpoint_id")
+        body = dict(checkpoint)
+        values: Mapping[str, Any] = checkpoint.get("channel_values") or {}
+        body.pop("channel_values", None)
+        full_metadata = get_checkpoint_metadata(config, metadata)
+        record = Write(
+            self._checkpoints.record_id(thread, ns, checkpoint["id"]),
+            codec.encode_checkpoint(self._codec, body, full_metadata, parent),
+            sort=checkpoint["id"],
+            group=parent or "",
+            index=codec.metadata_index(full_metadata),
+        )
+        await self._values.put(thread, ns, new_versions, values, with_records=[record])
+        self._heads.note(thread, ns, checkpoint["id"], checkpoint["channel_versions"])
+        return config_of(thread, ns, checkpoint["id"])
 
     async def aput_writes(
         self,
@@ -236,7 +341,28 @@ class CheckpointSaver(SaverMaintenance):
             ConfigurationError, SerializationError, RecordTooLargeError,
             StoreUnavailableError: as `aput`.
         """
-        await self._put_writes(config, writes, task_id, task_path)
+        conf = configurable(config)
+        thread, ns = address(conf)
+        checkpoint_id = str(conf["checkpoint_id"])
+        special_only = all(channel in WRITES_IDX_MAP for channel, _ in writes)
+        bodies: dict[str, bytes] = {}
+        for position, (channel, value) in enumerate(writes):
+            key = codec.write_key(checkpoint_id, task_id, WRITES_IDX_MAP.get(channel, position))
+            if key in bodies and not special_only:
+                continue
+            type_tag, data = self._codec.dumps(value, f"write to {channel!r}")
+            bodies[key] = codec.encode_write(channel, task_path, type_tag, data)
+        items = [
+            Write(
+                self._store.record_id(thread, ns, codec.WRITE, key),
+                body,
+                checkpoint_id,
+                checkpoint_id,
+            )
+            for key, body in bodies.items()
+        ]
+        if items:
+            await self._store.write(items, if_absent=not special_only)
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint, value and write of a thread, all namespaces.
@@ -245,7 +371,7 @@ class CheckpointSaver(SaverMaintenance):
             ConfigurationError: an empty thread id.
             StoreUnavailableError: the backend failed.
         """
-        await self._delete_thread(thread_id)
+        await self._maintenance.delete_thread(thread_id)
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete checkpoints whose metadata `run_id` is in `run_ids`, with their writes.
@@ -257,7 +383,7 @@ class CheckpointSaver(SaverMaintenance):
             IntegrityError, KeyUnavailableError: a remaining checkpoint cannot be read.
             StoreUnavailableError: the backend failed.
         """
-        await self._delete_for_runs(run_ids)
+        await self._maintenance.delete_for_runs(run_ids)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, value and write of a thread to another thread.
@@ -270,7 +396,7 @@ class CheckpointSaver(SaverMaintenance):
             IntegrityError, KeyUnavailableError: a source record cannot be read.
             StoreUnavailableError: the backend failed (the copy is all or nothing).
         """
-        await self._copy_thread(source_thread_id, target_thread_id)
+        await self._maintenance.copy_thread(source_thread_id, target_thread_id)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Prune threads: `"keep_latest"` keeps the newest checkpoint per namespace.
@@ -284,7 +410,7 @@ class CheckpointSaver(SaverMaintenance):
             IntegrityError, KeyUnavailableError: a kept checkpoint cannot be read.
             StoreUnavailableError: the backend failed.
         """
-        await self._prune(thread_ids, strategy)
+        await self._maintenance.prune(thread_ids, strategy)
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -298,7 +424,7 @@ class CheckpointSaver(SaverMaintenance):
             IntegrityError, KeyUnavailableError, SerializationError,
             StoreUnavailableError: as `aget_tuple`.
         """
-        return await self._delta_history(config, channels)
+        return await self._maintenance.delta_history(config, channels)
 
     # -- sync API: one line each, on the store's event loop ---------------------------
 
@@ -315,7 +441,11 @@ class CheckpointSaver(SaverMaintenance):
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
         """Sync `alist`. Raises ConfigurationError on the saver's own event loop."""
-        return iter(self._store.call(self._alist_all, config, filter, before, limit))
+        return iter(
+            self._store.call(
+                _collect, self.alist(config, filter=filter, before=before, limit=limit)
+            )
+        )
 
     def put(
         self,
@@ -359,5 +489,22 @@ class CheckpointSaver(SaverMaintenance):
         """Sync `aget_delta_channel_history`. Raises ConfigurationError on the own loop."""
         return self._store.call(self.aget_delta_channel_history, config=config, channels=channels)
 
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        """The next channel version: a 32-digit counter and a random suffix.
+
+        The suffix keeps versions written by two forks of one checkpoint apart.
+        """
+        if current is None:
+            number = 0
+        elif isinstance(current, (int, float)):
+            number = int(current)
+        else:
+            number = int(str(current).split(".")[0])
+        return f"{number + 1:032}.{random.random():016}"  # noqa: S311
+
     def __repr__(self) -> str:
         return f"CheckpointSaver(store={self._store!r})"
+
+
+async def _collect(items: AsyncIterator[T]) -> list[T]:
+    return [item async for item in items]

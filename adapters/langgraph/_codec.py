@@ -5,100 +5,59 @@ Every body below is plaintext that `EncryptedStore` encrypts and binds to its re
 * ``checkpoint`` (key: checkpoint id; sort: checkpoint id; group: parent checkpoint id;
   tokens: one blind-index token per metadata key): the checkpoint without its channel
   values, its metadata, its parent id.
-* ``blob`` (key: ``[channel, version]`` as JSON; group: the key of the base blob when the
-  value is stored as an appended tail, else ""): one channel value at one version.
+* ``blob``: one channel value at one version, written by `checkpointers.values.ValueStore`
+  (its layout is described there).
 * ``write`` (key: ``[checkpoint id, task id, idx]`` as JSON; group: checkpoint id):
   one pending write with its channel and task path.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import re
-import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from checkpointers import IntegrityError, SerializationError
+from checkpointers.values import BLOB, frame, unframe
 
 CHECKPOINT = "checkpoint"
-BLOB = "blob"
 WRITE = "write"
 KINDS = (CHECKPOINT, BLOB, WRITE)
 
 _MAGIC_CHECKPOINT = b"lgc1"
 _MAGIC_WRITE = b"lgw1"
-_FULL = b"F"
-_TAIL = b"T"
-_LEN = struct.Struct(">I")
 
 
-def frame(*parts: bytes) -> bytes:
-    """Length-prefixed concatenation of `parts`."""
-    return b"".join(_LEN.pack(len(p)) + p for p in parts)
+class SerdeCodec:
+    """LangGraph's serializer as a `ValueCodec`; failures raise `SerializationError`."""
 
+    __slots__ = ("serde",)
 
-def unframe(data: bytes, count: int, what: str) -> list[bytes]:
-    """Split a `frame` into exactly `count` parts, bounds checked."""
-    parts: list[bytes] = []
-    pos = 0
-    for _ in range(count):
-        if pos + _LEN.size > len(data):
-            raise IntegrityError(f"{what}: truncated body")
-        (size,) = _LEN.unpack_from(data, pos)
-        pos += _LEN.size
-        if pos + size > len(data):
-            raise IntegrityError(f"{what}: truncated body")
-        parts.append(data[pos : pos + size])
-        pos += size
-    if pos != len(data):
-        raise IntegrityError(f"{what}: trailing bytes in body")
-    return parts
+    def __init__(self, serde: SerializerProtocol) -> None:
+        self.serde = serde
 
+    def dumps(self, value: Any, what: str) -> tuple[bytes, bytes]:
+        """`serde.dumps_typed` as (type tag, bytes)."""
+        try:
+            type_tag, data = self.serde.dumps_typed(value)
+        except Exception as exc:
+            raise SerializationError(
+                f"{what}: a value of type {type(value).__name__} cannot be serialized"
+            ) from exc
+        return type_tag.encode("utf-8"), bytes(data)
 
-# -- serializer ---------------------------------------------------------------------
-
-
-def dumps(serde: SerializerProtocol, value: Any, what: str) -> tuple[bytes, bytes]:
-    """`serde.dumps_typed` as (type tag, bytes); failures raise `SerializationError`."""
-    try:
-        type_tag, data = serde.dumps_typed(value)
-    except Exception as exc:
-        raise SerializationError(
-            f"{what}: a value of type {type(value).__name__} cannot be serialized"
-        ) from exc
-    return type_tag.encode("utf-8"), bytes(data)
-
-
-def loads(serde: SerializerProtocol, type_tag: bytes, data: bytes, what: str) -> Any:
-    """`serde.loads_typed`; failures raise `SerializationError`."""
-    try:
-        return serde.loads_typed((type_tag.decode("utf-8"), data))
-    except Exception as exc:
-        raise SerializationError(f"{what}: the stored value cannot be deserialized") from exc
-
-
-def digest(type_tag: bytes, data: bytes) -> bytes:
-    """A short digest of one serialized value (to detect an unchanged list prefix)."""
-    return hashlib.blake2b(frame(type_tag, data), digest_size=16).digest()
+    def loads(self, type_tag: bytes, data: bytes, what: str) -> Any:
+        """`serde.loads_typed` of (type tag, bytes)."""
+        try:
+            return self.serde.loads_typed((type_tag.decode("utf-8"), data))
+        except Exception as exc:
+            raise SerializationError(f"{what}: the stored value cannot be deserialized") from exc
 
 
 # -- keys -------------------------------------------------------------------------------
-
-
-#: Text that JSON writes as is between quotes: printable ASCII but `"` and `\\`.
-_PLAIN = re.compile(r"[ !#-\[\]-~]*")
-
-
-def blob_key(channel: str, version: Any) -> str:
-    """The record key of a channel value at a version."""
-    if type(version) is str and _PLAIN.fullmatch(channel) and _PLAIN.fullmatch(version):
-        return f'["{channel}","{version}"]'  # what json.dumps writes, without its cost
-    return json.dumps([channel, version], separators=(",", ":"), ensure_ascii=False)
 
 
 def write_key(checkpoint_id: str, task_id: str, idx: int) -> str:
@@ -119,50 +78,27 @@ def parse_write_key(key: str) -> tuple[str, str, int]:
 
 
 def encode_checkpoint(
-    serde: SerializerProtocol,
+    codec: SerdeCodec,
     checkpoint: Mapping[str, Any],
     metadata: Mapping[str, Any],
     parent_id: str | None,
 ) -> bytes:
     """The body of a checkpoint record (channel values excluded)."""
-    c_type, c_data = dumps(serde, dict(checkpoint), "checkpoint")
-    m_type, m_data = dumps(serde, dict(metadata), "checkpoint metadata")
+    c_type, c_data = codec.dumps(dict(checkpoint), "checkpoint")
+    m_type, m_data = codec.dumps(dict(metadata), "checkpoint metadata")
     return frame(_MAGIC_CHECKPOINT, c_type, c_data, m_type, m_data, (parent_id or "").encode())
 
 
 def decode_checkpoint(
-    serde: SerializerProtocol, body: bytes, what: str
+    codec: SerdeCodec, body: bytes, what: str
 ) -> tuple[dict[str, Any], dict[str, Any], str | None]:
     """(checkpoint without values, metadata, parent id) from a checkpoint body."""
     magic, c_type, c_data, m_type, m_data, parent = unframe(body, 6, what)
     if magic != _MAGIC_CHECKPOINT:
         raise IntegrityError(f"{what}: unknown checkpoint body format")
-    checkpoint = loads(serde, c_type, c_data, what)
-    metadata = loads(serde, m_type, m_data, what)
+    checkpoint = codec.loads(c_type, c_data, what)
+    metadata = codec.loads(m_type, m_data, what)
     return dict(checkpoint), dict(metadata), parent.decode() or None
-
-
-# -- blob bodies ------------------------------------------------------------------------
-
-
-def encode_full(type_tag: bytes, data: bytes) -> bytes:
-    """A blob body holding the whole value."""
-    return frame(_FULL, type_tag, data, b"")
-
-
-def encode_tail(type_tag: bytes, data: bytes, base_key: str) -> bytes:
-    """A blob body holding the list items appended to the value of blob `base_key`."""
-    return frame(_TAIL, type_tag, data, base_key.encode())
-
-
-def decode_blob(body: bytes, what: str) -> tuple[bytes, bytes, str | None]:
-    """(type tag, data, base key or None) from a blob body."""
-    mode, type_tag, data, base = unframe(body, 4, what)
-    if mode == _FULL:
-        return type_tag, data, None
-    if mode == _TAIL:
-        return type_tag, data, base.decode()
-    raise IntegrityError(f"{what}: unknown blob body format")
 
 
 # -- write bodies -----------------------------------------------------------------------

@@ -25,9 +25,9 @@ from checkpointers import (
     SerializationError,
 )
 from checkpointers.langgraph import CheckpointSaver
-from checkpointers.langgraph import _core as _langgraph_core
-from checkpointers.langgraph._core import MAX_TAIL_CHAIN
 from checkpointers.testing import deterministic_key_ring
+from checkpointers.values import MAX_TAIL_CHAIN
+from checkpointers.values import _lists as _langgraph_core
 
 
 @pytest.fixture
