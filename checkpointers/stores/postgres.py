@@ -28,6 +28,7 @@ from checkpointers.options import (
 )
 from checkpointers.record import Claim, Query, Record, RecordId, malformed_row
 from checkpointers.stores import _postgres_sql as sql
+from checkpointers.stores._group_commit import GroupCommit
 from checkpointers.stores.base import Store
 
 __all__ = ["PostgresStore"]
@@ -252,6 +253,8 @@ class PostgresStore(Store):
         # Guards only the one-time creation of an owned pool (a single resource).
         self._pool_lock = asyncio.Lock()
         self._migrated = False
+        # Batches arriving while two are in flight go out merged, as one statement.
+        self._group = GroupCommit(self._put_many_now)
 
     @classmethod
     def from_url(
@@ -449,9 +452,13 @@ class PostgresStore(Store):
         self, records: Sequence[Record], *, if_absent: bool = False
     ) -> list[int | None]:
         """One statement; the new versions come back with it (``RETURNING``), mapped to
-        the input order by identity."""
+        the input order by identity. Batches from concurrent callers are merged (group
+        commit: see `checkpointers.stores._group_commit`)."""
         if not records:
             return []
+        return await self._group.put_many(records, if_absent=if_absent)
+
+    async def _put_many_now(self, records: Sequence[Record], if_absent: bool) -> list[int | None]:
         batch, counts = _coalesce(records, if_absent=if_absent)
         statement = self._sql.put_many_if_absent if if_absent else self._sql.put_many
         params = (*_columns(batch, time.time()), counts)
@@ -549,6 +556,7 @@ class PostgresStore(Store):
         await self._run("ping", lambda c: c.fetchval(sql.PING), write=False)
 
     async def _close(self) -> None:
+        await self._group.aclose()
         if self._connect is None or self._pool is None:
             return  # borrowed, or never opened
         pool, self._pool = self._pool, None

@@ -193,6 +193,34 @@ class StoreContract:
         assert [None if r is None else (r.body, r.version) for r in got] == [
             (batch[0].body, 1), (b"a3", 3), (batch[2].body, 1), (b"c2", 2)]  # fmt: skip
 
+    async def test_concurrent_put_many_batches_each_get_their_own_versions(
+        self, store: Store
+    ) -> None:
+        """Concurrent put_many calls (which a store may merge into one call) each answer
+        their own records' versions: repeats of an upsert get distinct versions ending
+        at the count, one insert-if-absent of an identity wins, the rest answer None."""
+        shared, first = _rid(key="shared"), _rid(key="first")
+        upserts = [
+            [_record(shared, f"u{i}".encode()), _record(_rid(key=f"own{i}"), b"x")]
+            for i in range(12)
+        ]
+        inserts = [[_record(first, f"i{i}".encode())] for i in range(12)]
+        results = await asyncio.gather(
+            *(store.put_many(batch) for batch in upserts),
+            *(store.put_many(batch, if_absent=True) for batch in inserts),
+        )
+        up, ins = results[:12], results[12:]
+        assert all(len(r) == 2 and r[1] == 1 for r in up)
+        assert sorted(int(r[0] or 0) for r in up) == list(range(1, 13))
+        stored = await store.get(shared)
+        assert stored is not None and stored.version == 12
+        last = next(i for i, r in enumerate(up) if r[0] == 12)
+        assert stored.body == f"u{last}".encode()
+        winners = [i for i, r in enumerate(ins) if r == [1]]
+        assert len(winners) == 1 and all(r == [None] for r in ins if r != [1])
+        kept = await store.get(first)
+        assert kept is not None and kept.body == f"i{winners[0]}".encode()
+
     async def test_put_many_if_absent_answers_none_for_skipped(self, store: Store) -> None:
         """With if_absent, a record that exists answers None and is untouched; an absent
         or expired one is inserted and answers its version."""
