@@ -95,7 +95,6 @@ async def open_saver(name: str, env: Env, keys: Any = None) -> AsyncIterator[Ses
         measure: Any = None
         if name.startswith("ours/"):
             from checkpointers.langgraph import CheckpointSaver
-
             from checkpointers.testing import deterministic_key_ring
 
             ring = keys if keys is not None else deterministic_key_ring("benchmarks")

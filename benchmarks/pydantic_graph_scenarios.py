@@ -146,7 +146,6 @@ async def single_run(
     stored: int | None = None
     if name.startswith("ours/"):
         from checkpointers.pydantic_graph import StatePersistence
-
         from checkpointers.testing import deterministic_key_ring
 
         ring = deterministic_key_ring("benchmarks")
@@ -206,9 +205,8 @@ async def concurrent_runs(
         return bad
 
     if name.startswith("ours/"):
-        from checkpointers.pydantic_graph import StatePersistence
-
         from checkpointers import EncryptedStore
+        from checkpointers.pydantic_graph import StatePersistence
         from checkpointers.testing import deterministic_key_ring
 
         ring = deterministic_key_ring("benchmarks")

@@ -29,10 +29,10 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
-from checkpointers.langgraph import CheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
 from checkpointers.crypto import create_key_file
+from checkpointers.langgraph import CheckpointSaver
 
 NODES = ["fetch_order", "check_stock", "charge_card", "ship_parcel", "send_receipt"]
 CRASH_NODE = "charge_card"

@@ -24,12 +24,12 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from checkpointers.pydantic_graph import StatePersistence
 from pydantic_graph import BaseNode, End, GraphRunContext
 from pydantic_graph.graph import Graph
 from pydantic_graph.persistence import NodeSnapshot
 
 from checkpointers.crypto import create_key_file
+from checkpointers.pydantic_graph import StatePersistence
 
 DEFAULT_URL = "sqlite:///pydantic_graph_resume.db"
 KEY_FILE = "demo.key"

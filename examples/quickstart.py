@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, TypedDict
 
-from checkpointers.langgraph import CheckpointSaver
-from checkpointers.pydantic_graph import StatePersistence
 from langgraph.graph import END, START, StateGraph
 from pydantic_graph import BaseNode, End, GraphRunContext
 from pydantic_graph.graph import Graph
 
 from checkpointers import EncryptedStore
+from checkpointers.langgraph import CheckpointSaver
+from checkpointers.pydantic_graph import StatePersistence
 
 
 class Chat(TypedDict):

@@ -38,6 +38,7 @@ from redis.asyncio.cluster import RedisCluster
 from checkpointers.errors import ConfigurationError, ConflictError, StoreUnavailableError
 from checkpointers.options import parse_bool, parse_positive_int, parse_seconds
 from checkpointers.record import Claim, Query, Record, RecordId
+from checkpointers.stores._group_commit import GroupCommit
 from checkpointers.stores._redis_client import Client, connect
 from checkpointers.stores._redis_errors import retrying
 from checkpointers.stores._redis_eval import BATCH, Call, Scripts
@@ -109,6 +110,8 @@ class RedisStore(Store):
         self._attempts = max(1, attempts)
         self._scripts = Scripts(client)
         self._tenants_key = tenants_key(self.prefix)
+        # Batches arriving while two are in flight go out merged, in one pipeline.
+        self._group = GroupCommit(self._put_many_now)
 
     @classmethod
     def from_url(
@@ -292,7 +295,13 @@ class RedisStore(Store):
         self, records: Sequence[Record], *, if_absent: bool = False
     ) -> list[int | None]:
         """One WRITE script per thread, all in one atomic pipeline; each script answers
-        the versions of its records."""
+        the versions of its records. Batches from concurrent callers are merged (group
+        commit)."""
+        if not records:
+            return []
+        return await self._group.put_many(records, if_absent=if_absent)
+
+    async def _put_many_now(self, records: Sequence[Record], if_absent: bool) -> list[int | None]:
         return await self._write_many("put_many", records, "absent" if if_absent else "put")
 
     async def replicate(self, records: Sequence[Record]) -> None:
@@ -496,6 +505,7 @@ class RedisStore(Store):
         await self._io("ping", self._client.ping)
 
     async def _close(self) -> None:
+        await self._group.aclose()
         if self._owned_resources:
             await self._client.aclose()
 

@@ -21,6 +21,7 @@ from checkpointers.errors import ConfigurationError, ConflictError, StoreUnavail
 from checkpointers.options import parse_seconds
 from checkpointers.record import Claim, Query, Record, RecordId, malformed_row
 from checkpointers.stores import _sqlite_sql as sql
+from checkpointers.stores._group_commit import GroupCommit
 from checkpointers.stores.base import Store
 
 __all__ = ["SqliteStore"]
@@ -96,6 +97,9 @@ class SqliteStore(Store):
         self._reader: sqlite3.Connection | None = None
         self._migrated = False
         self._owned_resources = True
+        # One writer connection: batches arriving while one is written go out merged,
+        # in one transaction and one executor hop.
+        self._group = GroupCommit(self._put_many_now, max_in_flight=1)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SqliteStore:
@@ -200,9 +204,13 @@ class SqliteStore(Store):
     async def put_many(
         self, records: Sequence[Record], *, if_absent: bool = False
     ) -> list[int | None]:
-        """Every record in one transaction, in order; versions from ``RETURNING``."""
+        """Every record in one transaction, in order; versions from ``RETURNING``. Batches
+        from concurrent callers are merged (group commit)."""
         if not records:
             return []
+        return await self._group.put_many(records, if_absent=if_absent)
+
+    async def _put_many_now(self, records: Sequence[Record], if_absent: bool) -> list[int | None]:
         statement = sql.INSERT_IF_ABSENT if if_absent else sql.UPSERT
 
         def write(conn: sqlite3.Connection) -> list[int | None]:
@@ -316,6 +324,7 @@ class SqliteStore(Store):
         await self._read(lambda c: c.execute(sql.PING).fetchone())
 
     async def _close(self) -> None:
+        await self._group.aclose()
         loop = asyncio.get_running_loop()
         for executor, attr in ((self._writer_thread, "_writer"), (self._reader_thread, "_reader")):
 
