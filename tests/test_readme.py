@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -40,3 +42,14 @@ def test_quickstart_example_runs(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == ["['hello', 'echo: hello']", "3", "6", "['n-1']"]
+
+
+def test_demo_key_file_is_ignored_by_git() -> None:
+    """The key file the demos create (demo.key, any *.key) is never picked up by `git add .`."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = ["demo.key", "examples/demo.key", "app.key"]
+    done = subprocess.run(
+        ["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.stdout.split() == paths

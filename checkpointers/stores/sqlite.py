@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -62,7 +63,21 @@ def _key(rid: RecordId) -> tuple[str, str, str, str, str]:
     return (rid.tenant, rid.thread, rid.namespace, rid.kind, rid.key)
 
 
+def _create_private(path: str) -> None:
+    """Create the database file with mode 0600 if it is missing (like the key file).
+
+    SQLite gives its -wal, -shm and -journal files the mode of the database file, so they
+    are 0600 too. An existing file keeps the mode its owner gave it.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
 def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
+    _create_private(path)
     conn = sqlite3.connect(
         path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
     )
@@ -75,7 +90,8 @@ class SqliteStore(Store):
     """Records in one SQLite file.
 
     Args:
-        path: the database file (created if missing, with its directory refused if absent).
+        path: the database file (created with mode 0600 if missing; a missing directory is
+            refused).
         busy_timeout: seconds to wait for another process's write lock.
     """
 
