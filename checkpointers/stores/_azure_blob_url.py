@@ -32,9 +32,11 @@ CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
 #: caller's keyword options override these.
 CLIENT_DEFAULTS: dict[str, Any] = {
     "retry_total": 3,
-    "retry_connect": 2,
+    "retry_connect": 1,
     "initial_backoff": 0.5,
     "increment_base": 2,
+    # The SDK spreads each backoff by +/- 3 s by default: up to ~9 s for two retries.
+    "random_jitter_range": 0.5,
     "connection_timeout": 5,
 }
 _PREFIX = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_\-./]{0,199}$")
