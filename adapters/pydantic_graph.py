@@ -41,6 +41,13 @@ from datetime import datetime, timezone
 from types import TracebackType
 from typing import Annotated, Any, cast
 
+from checkpointers import MissingDependencyError
+
+try:  # the `pydantic-graph` extra: one clear error instead of a traceback from deep inside
+    import pydantic_graph.persistence  # noqa: F401
+except ImportError as exc:
+    raise MissingDependencyError(exc.name or "pydantic_graph", "pydantic-graph") from None
+
 import pydantic
 from pydantic_core import PydanticSerializationError
 from pydantic_graph import BaseNode, End

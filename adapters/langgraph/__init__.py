@@ -28,6 +28,13 @@ from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequen
 from types import TracebackType
 from typing import Any, TypeVar
 
+from checkpointers import MissingDependencyError
+
+try:  # the `langgraph` extra: one clear error instead of a traceback from deep inside
+    import langgraph.checkpoint.base  # noqa: F401
+except ImportError as exc:
+    raise MissingDependencyError(exc.name or "langgraph", "langgraph") from None
+
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,

@@ -1,20 +1,10 @@
-"""The `checkpointers` command: schemas, listing, keys, retention, erasure, checks.
+"""The `checkpointers` app: global options and the command groups (private).
 
-Same conventions as the API: stores are given by URL (`--url`, repeatable for tiers,
-hottest first, or `CHECKPOINTERS_URL`), keys by `--key-file` or `CHECKPOINTERS_KEY` /
-`CHECKPOINTERS_KEY_FILE`. Maintenance commands (setup, keys, sweep, erase, verify,
-health) run on every configured store in turn; `threads` merges them; `show` labels each
-record with the store it came from.
-
-What may be printed is an allowlist: routing ids, key ids, sizes, counts, and a store's
-scheme and host. Never a full URL, key material, or plaintext (except `show --decrypt`).
-
-`archive` / `restore` need tiers with an archive URL (`checkpointers.tiered`);
-`verify --tiers` compares threads across tiers (and `--repair` fixes the warmer ones).
-
-This module builds the app and its global options; each command group is a private
-module of this package (`_schema`, `_threads`, `_retention`, `_archive`, `_checks`,
-`_keys`), on the helpers `_options`, `_stores`, `_records` and `_output`.
+Loaded by `checkpointers.cli.main` (and `checkpointers.cli.app`) only: this is where the
+`cli` extra (typer) is first needed, so a missing extra is one `MissingDependencyError`.
+Each command group is a private module of this package (`_schema`, `_threads`,
+`_retention`, `_archive`, `_checks`, `_keys`), on the helpers `_options`, `_stores`,
+`_records` and `_output`.
 """
 
 from __future__ import annotations
@@ -24,7 +14,12 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import typer
+from checkpointers.errors import MissingDependencyError
+
+try:  # the `cli` extra
+    import typer
+except ImportError as exc:
+    raise MissingDependencyError(exc.name or "typer", "cli") from None
 
 from checkpointers.cli._archive import archive_command, restore_command
 from checkpointers.cli._checks import health_command, verify_command
@@ -36,7 +31,7 @@ from checkpointers.cli._schema import migrate_command, setup_command
 from checkpointers.cli._threads import runs_command, show_command, threads_command
 from checkpointers.observability import EventFormatter
 
-__all__ = ["app", "main"]
+__all__ = ["app"]
 
 app = typer.Typer(
     name="checkpointers",
@@ -126,8 +121,3 @@ app.command("archive", epilog=EPILOG)(archive_command)
 app.command("restore", epilog=EPILOG)(restore_command)
 app.command("verify", epilog=EPILOG)(verify_command)
 app.command("health", epilog=EPILOG)(health_command)
-
-
-def main() -> None:
-    """Entry point of the `checkpointers` console script."""
-    app(prog_name="checkpointers")
