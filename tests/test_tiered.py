@@ -209,6 +209,47 @@ async def test_erase_reaches_every_tier(tiers: Any) -> None:
         assert await tier.find(Query(tenant="acme", thread="t")) == []
 
 
+async def test_delete_with_the_hot_tier_unreachable_is_not_reported_as_done(
+    tiers: Any,
+) -> None:
+    """A delete or erase that cannot reach the hot tier raises (the durable copy is gone,
+    another process could still read the hot one); retried with it back, it succeeds and
+    a second store over the same tiers reads nothing."""
+    hot, durable, archive, _, tiered = tiers
+    await tiered.put_many([_rec("a"), _rec("b"), _rec("c", thread="u")])
+    hot.down = True
+    for attempt in (
+        lambda: tiered.delete([_rec("a").id]),
+        lambda: tiered.delete_thread("acme", "t"),
+        lambda: tiered.delete_tenant("acme"),
+    ):
+        with pytest.raises(StoreUnavailableError, match="hot tier could not be reached") as info:
+            await attempt()
+        assert info.value.may_have_applied
+    assert await durable.find(Query(tenant="acme")) == []
+    other = TieredStore(durable, hot=hot, archive=archive)  # another process, same tiers
+    hot.down = False
+    assert await other.get(_rec("b").id) is not None  # the hot copy is still there
+    # Retried with the hot tier back (this store's breaker is still open: tried anyway).
+    assert tiered.breaker.is_open
+    await tiered.delete_tenant("acme")
+    for rid in (_rec("a").id, _rec("b").id, _rec("c", thread="u").id):
+        assert await other.get(rid) is None
+        assert await hot.get(rid) is None
+
+
+async def test_delete_tries_the_hot_tier_past_an_open_breaker(tiers: Any) -> None:
+    """A delete reaches a hot tier that is back even while the breaker is still open."""
+    hot, _durable, _, _, tiered = tiers
+    await tiered.put(_rec("a"))
+    hot.down = True
+    await tiered.put(_rec("b"))  # fails over: the breaker opens
+    hot.down = False
+    assert tiered.breaker.is_open
+    assert await tiered.delete([_rec("a").id]) == 1
+    assert await hot.get(_rec("a").id) is None
+
+
 async def test_tiers_from_urls_through_encrypted_store(tmp_path: Path) -> None:
     """A list of URLs builds tiers; the encrypted API works over them end to end."""
     url = f"sqlite:///{tmp_path}/d.db"

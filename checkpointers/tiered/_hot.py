@@ -95,11 +95,14 @@ class HotTier:
         )
 
     async def run(
-        self, op: Callable[[Store], Awaitable[T]], what: str
+        self, op: Callable[[Store], Awaitable[T]], what: str, *, force: bool = False
     ) -> T | Literal[_Skipped.SKIPPED]:
-        """Run `op` on the hot tier; SKIPPED when it is absent, broken or just failed."""
+        """Run `op` on the hot tier; SKIPPED when it is absent, broken or just failed.
+
+        `force` tries it even while the breaker is open (a delete that must reach it).
+        """
         hot = self.store
-        if hot is None or not self.usable():
+        if hot is None or not (force or self.usable()):
             return SKIPPED
         try:
             if self.dirty:
