@@ -1,0 +1,43 @@
+# examples/langgraph_async.py: LangGraph, async, on SQLite (pip install -e '.[langgraph]')
+import asyncio
+import operator
+from pathlib import Path
+from typing import Annotated, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+
+from checkpointers import KeyRing
+from checkpointers.crypto import create_key_file
+from checkpointers.langgraph import CheckpointSaver
+
+URL = "sqlite:///checkpoints.db"  # or redis://..., postgresql://..., a list of tiers
+KEY_FILE = Path("app.key")  # development key, mode 0600; production: Azure Key Vault
+if not KEY_FILE.exists():  # as `checkpointers keys generate --file app.key` does
+    create_key_file(KEY_FILE)
+keys = KeyRing.from_key_file(KEY_FILE)
+
+
+class Chat(TypedDict):
+    messages: Annotated[list[str], operator.add]
+
+
+def reply(state: Chat) -> Chat:
+    return {"messages": [f"echo: {state['messages'][-1]}"]}
+
+
+builder = StateGraph(Chat)
+builder.add_node("reply", reply)
+builder.add_edge(START, "reply")
+builder.add_edge("reply", END)
+
+
+async def main() -> None:
+    async with CheckpointSaver.from_url(URL, keys=keys) as saver:
+        graph = builder.compile(checkpointer=saver)
+        config = {"configurable": {"thread_id": "conversation-42"}}
+        await graph.ainvoke({"messages": ["hello"]}, config)
+        state = await graph.aget_state(config)
+        print(state.values["messages"])  # ['hello', 'echo: hello']
+
+
+asyncio.run(main())
