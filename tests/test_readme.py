@@ -104,3 +104,14 @@ def test_demo_key_file_is_ignored_by_git() -> None:
         ["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert done.stdout.split() == paths
+
+
+def test_readme_diff_lines_come_from_examples() -> None:
+    """Each added or kept line of the README's diffs ("Coming from ...") is in an example."""
+    sources = "\n".join(p.read_text() for p in EXAMPLES.glob("*.py"))
+    diffs = _blocks("diff")
+    assert diffs
+    for block in diffs:
+        for line in block.splitlines():
+            if line.startswith((" ", "+")):
+                assert line[1:] in sources, line

@@ -27,6 +27,7 @@ import random
 from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from checkpointers import MissingDependencyError
 
@@ -149,6 +150,40 @@ class CheckpointSaver(BaseCheckpointSaver[str]):
         saver = cls(store, serde=serde, append_only=append_only)
         saver._owns_store = True
         return saver
+
+    @classmethod
+    def from_conn_string(
+        cls, conn_string: str, keys: KeyRing | None = None, **options: Any
+    ) -> CheckpointSaver:
+        """`from_url` under the name LangGraph's `PostgresSaver` and `SqliteSaver` use.
+
+        Use it as upstream's: `with CheckpointSaver.from_conn_string(...) as saver` or
+        `async with`. A string without a scheme is a SQLite file path, as for
+        `SqliteSaver` (`":memory:"` is `memory://`); anything else is a store URL.
+
+        Raises:
+            ConfigurationError, MissingDependencyError: as `from_url`.
+        """
+        return cls.from_url(_conn_string_url(conn_string), keys, **options)
+
+    def setup(self) -> None:
+        """Create or migrate the store's schema now, as `PostgresSaver.setup()` does.
+
+        Optional: the store migrates on first use (unless opened with `migrate=False`).
+
+        Raises:
+            ConfigurationError: called from the store's own event loop (use `asetup`).
+            StoreUnavailableError: the store cannot be reached.
+        """
+        self._store.call(self._store.setup)
+
+    async def asetup(self) -> None:
+        """Async `setup` (`await checkpointer.setup()` of `AsyncPostgresSaver`).
+
+        Raises:
+            StoreUnavailableError: the store cannot be reached.
+        """
+        await self._store.setup()
 
     # -- lifecycle: the store owns the event loop; sync calls go through it -------------
 
@@ -515,3 +550,12 @@ class CheckpointSaver(BaseCheckpointSaver[str]):
 
 async def _collect(items: AsyncIterator[T]) -> list[T]:
     return [item async for item in items]
+
+
+def _conn_string_url(conn_string: str) -> str:
+    """A LangGraph connection string as a store URL: a bare path is a SQLite file."""
+    if "://" in conn_string:
+        return conn_string
+    if conn_string == ":memory:":
+        return "memory://"
+    return f"sqlite:///{quote(conn_string)}"
