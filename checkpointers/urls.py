@@ -9,6 +9,7 @@ or the option, never the URL (it may carry a password or a SAS token).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
@@ -110,11 +111,14 @@ def split_url(url: str) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
     return scheme, bare, common, options
 
 
-def open_store(url: str, **overrides: Any) -> tuple[Store, dict[str, Any]]:
+def open_store(
+    url: str, *, defaults: Mapping[str, Any] | None = None, **overrides: Any
+) -> tuple[Store, dict[str, Any]]:
     """Build the store for `url` (it owns its clients) and return it with the common options.
 
-    Keyword overrides are passed to the store's `from_url` (pool sizes, a credential...).
+    `defaults` are store options the URL's own options replace; keyword overrides replace
+    both and are passed to the store's `from_url` (pool sizes, a credential...).
     """
     scheme, bare, common, options = split_url(url)
-    store = store_class(scheme).from_url(bare, **{**options, **overrides})
+    store = store_class(scheme).from_url(bare, **{**(defaults or {}), **options, **overrides})
     return store, common

@@ -88,6 +88,7 @@ class RedisStore(Store):
         "pool_size": parse_positive_int,
         "refresh_ttl_on_read": parse_bool,
         "socket_timeout": parse_seconds,
+        "attempts": parse_positive_int,
     }
 
     def __init__(
@@ -123,6 +124,7 @@ class RedisStore(Store):
         pool_size: int = 64,
         refresh_ttl_on_read: bool = False,
         socket_timeout: float = 5.0,
+        attempts: int = 3,
         credential: Any = None,
         **options: Any,
     ) -> RedisStore:
@@ -155,7 +157,9 @@ class RedisStore(Store):
             credential=credential,
             options=options,
         )
-        store = cls(client, prefix=prefix, refresh_ttl_on_read=refresh_ttl_on_read)
+        store = cls(
+            client, prefix=prefix, refresh_ttl_on_read=refresh_ttl_on_read, attempts=attempts
+        )
         store._owned_resources = True
         if cluster:
             store._scripts.gate = asyncio.Semaphore(pool_size)

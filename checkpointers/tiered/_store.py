@@ -62,6 +62,12 @@ DEFAULT_HOT_TTL = 24 * 3600.0
 DEFAULT_ARCHIVE_RETENTION = 7 * 365 * 24 * 3600.0
 
 
+def _hot_breaker() -> CircuitBreaker:
+    """The default breaker of a hot tier: open at the first failure (the durable tier
+    serves meanwhile), probe again after two seconds."""
+    return CircuitBreaker(failure_threshold=1, reset_after=2.0)
+
+
 class TieredStore(Store):
     """Tiers of stores behaving as one store.
 
@@ -106,7 +112,8 @@ class TieredStore(Store):
             the durable tier first (default). Without it a thread written again after
             archiving shows only its new records, and values the new records share with
             archived ones are not found: turn it off only for read-only archive access.
-        breaker: circuit breaker of the hot tier.
+        breaker: circuit breaker of the hot tier (default: opens at the first failure,
+            probes again after 2 s).
         owns_stores: close the tiers on `aclose()` (set by `from_urls`).
         write_behind: acknowledge writes once in the hot tier, flush them later (see
             above; needs a hot tier).
@@ -136,7 +143,7 @@ class TieredStore(Store):
         flush_backoff: Backoff | None = None,
     ) -> None:
         stats = TierStats()
-        hot_tier = HotTier(hot, ttl=hot_ttl, breaker=breaker or CircuitBreaker(), stats=stats)
+        hot_tier = HotTier(hot, ttl=hot_ttl, breaker=breaker or _hot_breaker(), stats=stats)
         self._tiers = Tiers(durable, hot_tier, archive, stats, archive_retention, restore_on_read)
         self._owns_stores = owns_stores
         self._owned_resources = owns_stores

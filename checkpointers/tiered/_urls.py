@@ -16,6 +16,9 @@ from checkpointers.urls import open_store
 __all__ = ["stores_from_urls"]
 
 _ARCHIVE_SCHEMES = frozenset({"azblob", "https"})
+#: A Redis hot tier fails fast (the durable tier is there): a hung server costs one
+#: second once, then the tier's breaker skips it. The URL's own options win.
+_HOT_REDIS_DEFAULTS: dict[str, Any] = {"socket_timeout": 1.0, "attempts": 1}
 #: Schemes whose store takes `credential=` (Microsoft Entra ID auth).
 _CREDENTIAL_SCHEMES = frozenset({"postgresql", "postgres", "redis", "rediss", *_ARCHIVE_SCHEMES})
 
@@ -48,7 +51,9 @@ def stores_from_urls(
             if role in tiers:
                 raise ConfigurationError(f"two {role} tiers in the URL list")
             extra = {"credential": credential} if url in takes and credential else {}
-            store, url_common = open_store(url, **options, **extra)
+            scheme = url.split("://", 1)[0].lower()
+            defaults = _HOT_REDIS_DEFAULTS if role == "hot" and scheme.startswith("redis") else None
+            store, url_common = open_store(url, defaults=defaults, **options, **extra)
             tiers[role] = store
             for name, value in url_common.items():
                 if common.setdefault(name, value) != value:

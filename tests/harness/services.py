@@ -15,6 +15,7 @@ import importlib.util
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -126,6 +127,18 @@ class RedisServer:
     def running(self) -> bool:
         """Tell whether the server process is alive."""
         return self._process.running
+
+    def pause(self) -> None:
+        """SIGSTOP the server: it keeps accepting TCP connections and never answers."""
+        pid = self._process.pid
+        if pid is not None:
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a paused server."""
+        pid = self._process.pid
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)
 
     def start(self, timeout: float = STARTUP_TIMEOUT) -> RedisServer:
         """Start the server (same port as before) and wait until it answers PING."""

@@ -323,3 +323,70 @@ async def test_key_vault_faults_give_key_unavailable_within_a_bound(
                 assert got is not None and got.data == f"record {i}".encode()
     finally:
         keyvault.clear_faults()
+
+
+# -- Redis hung (SIGSTOP) under concurrent LangGraph runs ----------------------------------
+
+
+async def test_hung_redis_costs_about_a_second_once(
+    redis_process: RedisServer, postgres_database: str
+) -> None:
+    """Redis SIGSTOPped during 30 concurrent LangGraph runs on tiers opened by URL: no
+    exception reaches a graph, no checkpoint write waits much more than the hot tier's
+    one-second timeout, and every run ends in the right state."""
+    from langgraph.graph import END, START, StateGraph
+
+    from checkpointers.langgraph import CheckpointSaver
+
+    runs, names = 30, [f"s{i}" for i in range(6)]
+    waits: list[float] = []
+    arrived, gate = [0], asyncio.Event()
+
+    class TimedSaver(CheckpointSaver):
+        async def aput(self, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await super().aput(*args, **kwargs)
+            finally:
+                waits.append(time.perf_counter() - started)
+
+    def node(name: str) -> Any:
+        async def run(state: Steps) -> Steps:
+            if name == "s2":
+                arrived[0] += 1
+                await gate.wait()
+            return {"steps": [*state.get("steps", []), name]}
+
+        return run
+
+    builder = StateGraph(Steps)
+    for name in names:
+        builder.add_node(name, node(name))
+    builder.add_edge(START, names[0])
+    for a, b in itertools.pairwise(names):
+        builder.add_edge(a, b)
+    builder.add_edge(names[-1], END)
+
+    urls = [redis_process.url, postgres_database]
+    async with TimedSaver.from_url(urls, keys=key_ring()) as saver:
+        graph = builder.compile(checkpointer=saver)
+        tasks = [
+            asyncio.create_task(
+                graph.ainvoke({"steps": []}, {"configurable": {"thread_id": f"h{i}"}},
+                              durability="sync")  # fmt: skip
+            )
+            for i in range(runs)
+        ]
+        try:
+            await apoll(lambda: arrived[0] == runs, timeout=60, what="runs at s2")
+            redis_process.pause()
+            waits.clear()
+            gate.set()
+            results = await asyncio.gather(*tasks)  # an exception here fails the test
+        finally:
+            redis_process.resume()
+    assert all(r["steps"] == names for r in results)
+    assert len(waits) >= runs * 3
+    # One second of socket timeout, then the breaker is open; a half-open probe may cost
+    # one more second later. The bound leaves room for a loaded CI machine.
+    assert max(waits) < 3.0, sorted(waits)[-5:]
