@@ -33,6 +33,7 @@ from tests.harness._common import (
     wait_for,
     which,
 )
+from tests.harness.debian import ensure_debian_binary
 
 REDIS_URL_ENV = "CHECKPOINTERS_TEST_REDIS_URL"
 POSTGRES_URL_ENV = "CHECKPOINTERS_TEST_POSTGRES_URL"
@@ -521,11 +522,8 @@ PGBOUNCER_URL_ENV = "CHECKPOINTERS_TEST_PGBOUNCER_URL"
 
 
 def _pgbouncer_binary() -> str:
-    found = which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists(
-        "/usr/sbin/pgbouncer") else None)  # fmt: skip
-    if found is None:
-        raise HarnessUnavailable("no pgbouncer binary (Debian package pgbouncer)")
-    return found
+    # Installed on first use (as Azurite is), so the README's test command needs nothing else.
+    return ensure_debian_binary("pgbouncer", "pgbouncer")
 
 
 class PgBouncer:
