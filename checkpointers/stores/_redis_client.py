@@ -9,7 +9,7 @@ an `EntraConnectionPool` (see `checkpointers.stores._redis_entra`). On a cluster
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
@@ -23,9 +23,41 @@ from checkpointers.stores._redis_entra import (
     split_entra_url,
 )
 
-__all__ = ["Client", "connect"]
+__all__ = ["Client", "check_db", "connect", "endpoint"]
 
 Client = Redis | RedisCluster
+
+
+def check_db(url: str) -> None:
+    """Refuse a database number that is not a number (redis-py would silently use 0).
+
+    Raises:
+        ConfigurationError: naming the bad value (`redis://host:6379/99x`), never the URL.
+    """
+    try:
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+    except ValueError:
+        raise ConfigurationError("malformed redis URL") from None
+    values = [("db", query["db"])] if "db" in query else []
+    if parts.scheme in ("redis", "rediss") and parts.path not in ("", "/"):
+        values.append(("database number", parts.path[1:]))
+    for what, value in values:
+        if not (value.isascii() and value.isdigit()):
+            raise ConfigurationError(
+                f"redis URL {what} {value[:20]!r} is not a number (redis://host:6379/0)"
+            )
+
+
+def endpoint(client: Client) -> str:
+    """`host:port` (or the unix socket path) the client connects to: for error messages."""
+    if isinstance(client, RedisCluster):
+        nodes = list(client.nodes_manager.startup_nodes.values())
+        return f"{nodes[0].host}:{nodes[0].port}" if nodes else "the cluster"
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return str(kwargs["path"])
+    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
 
 
 def connect(
@@ -49,6 +81,7 @@ def connect(
         url, username = split_entra_url(url, options)
         provider = EntraCredentialProvider(username, credential)
         options = {**options, "credential_provider": provider}
+    check_db(url)
     if cluster and urlsplit(url).scheme == "unix":
         raise ConfigurationError("a Redis Cluster is not reached over unix://")
     try:

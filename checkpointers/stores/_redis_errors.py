@@ -45,23 +45,43 @@ _DRIVER: tuple[type[Exception], ...] = tuple(
 )
 
 
-def _unavailable(exc: BaseException, what: str, *, write: bool) -> StoreUnavailableError:
+def _unavailable(
+    exc: BaseException, what: str, *, write: bool, endpoint: str | None = None
+) -> StoreUnavailableError:
     # Classified by type only: redis messages may carry host names.
+    if isinstance(exc, RedisConnectionError) and isinstance(exc.__cause__, OSError):
+        # redis-py raises this, from the socket's error, when it cannot connect: nothing
+        # was sent. The endpoint is the store's own (host:port), never the URL.
+        return StoreUnavailableError(
+            f"redis {what} failed: cannot connect to {endpoint or 'the server'} "
+            f"({type(exc.__cause__).__name__})",
+            may_have_applied=False,
+        )
     applied = write and isinstance(exc, _RETRYABLE) and not isinstance(exc, _NOT_SENT)
     return StoreUnavailableError(
         f"redis {what} failed ({type(exc).__name__})", may_have_applied=applied
     )
 
 
-async def retrying(what: str, fn: Callable[[], Awaitable[T]], *, attempts: int, write: bool) -> T:
-    """Run `fn` up to `attempts` times on connection errors; translate driver errors."""
+async def retrying(
+    what: str,
+    fn: Callable[[], Awaitable[T]],
+    *,
+    attempts: int,
+    write: bool,
+    endpoint: str | None = None,
+) -> T:
+    """Run `fn` up to `attempts` times on connection errors; translate driver errors.
+
+    `endpoint` (`host:port`) is named when the server cannot be reached.
+    """
     for attempt in range(attempts):
         try:
             return await fn()
         except _RETRYABLE as exc:
             if attempt + 1 >= attempts:
-                raise _unavailable(exc, what, write=write) from exc
+                raise _unavailable(exc, what, write=write, endpoint=endpoint) from exc
         except _DRIVER as exc:
-            raise _unavailable(exc, what, write=write) from exc
+            raise _unavailable(exc, what, write=write, endpoint=endpoint) from exc
         await asyncio.sleep(0.05 * 2**attempt)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ClassVar, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, ClassVar, NamedTuple, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import asyncpg
 
@@ -111,18 +112,75 @@ def _connection_lost(exc: BaseException) -> bool:
     return False
 
 
-def _describe(exc: BaseException) -> str:
-    """Exception class and SQLSTATE only: never asyncpg's message, DETAIL or the DSN."""
+class Target(NamedTuple):
+    """What an error may name about the server a store connects to: no password, no DSN."""
+
+    host: str
+    port: int
+    database: str
+    user: str
+
+    @classmethod
+    def of_url(cls, url: str) -> Target | None:
+        """The first host, port, database and user of a DSN; None if it cannot tell."""
+        try:
+            parts = urlsplit(url)
+            query = dict(parse_qsl(parts.query))
+            host = query.get("host") or (parts.hostname or "")
+            port = int(query.get("port") or parts.port or 5432)
+        except ValueError:
+            return None
+        user = unquote(query.get("user") or parts.username or "")
+        database = unquote(query.get("dbname") or parts.path.lstrip("/")) or user
+        return cls(host.split(",")[0] or "localhost", port, database, user)
+
+
+#: Causes named by SQLSTATE, in our words (asyncpg's message and DETAIL are never copied).
+_CAUSES = {
+    "3D000": 'database "{database}" does not exist',
+    "28P01": 'password authentication failed for user "{user}"',
+    "28000": 'the server refused the login of user "{user}" (pg_hba.conf, role)',
+    "42501": "permission denied (the role lacks a privilege)",
+    "3F000": "the schema does not exist",
+    "53300": "the server has too many connections",
+    "57P03": "the server is starting up or shutting down",
+}
+
+
+def _describe(exc: BaseException, target: Target | None = None) -> str:
+    """What went wrong, from the exception class and SQLSTATE and what `target` may name:
+    never asyncpg's message, DETAIL or the DSN."""
     state = getattr(exc, "sqlstate", None) if isinstance(exc, asyncpg.PostgresError) else None
+    kind = f"{type(exc).__name__}" + (f", SQLSTATE {state}" if state else "")
+    if state in _CAUSES:
+        names = target._asdict() if target is not None else {"database": "?", "user": "?"}
+        return f"{_CAUSES[state].format(**names)} ({kind})"
     return f"{type(exc).__name__}" + (f" (SQLSTATE {state})" if state else "")
 
 
-def _translate(exc: BaseException, operation: str, *, write: bool, sent: bool) -> Exception:
-    """The `StoreUnavailableError` for a driver or socket error raised by `operation`."""
+def _translate(
+    exc: BaseException,
+    operation: str,
+    *,
+    write: bool,
+    sent: bool,
+    target: Target | None = None,
+) -> Exception:
+    """The `StoreUnavailableError` for a driver or socket error raised by `operation`.
+
+    A socket error before anything was sent is a failure to connect: it names the host
+    and port of `target` (never the DSN).
+    """
     unknown = write and sent and _connection_lost(exc)
-    return StoreUnavailableError(
-        f"postgres {operation} failed: {_describe(exc)}", may_have_applied=unknown
-    )
+    where = f"{target.host}:{target.port}" if target is not None else "the server"
+    if not sent and isinstance(exc, socket.gaierror):
+        cause = f"cannot resolve the host of {where} ({type(exc).__name__})"
+    elif not sent and isinstance(exc, (OSError, TimeoutError, asyncio.TimeoutError)):
+        reason = "timed out" if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) else None
+        cause = f"cannot connect to {where} ({reason or type(exc).__name__})"
+    else:
+        cause = _describe(exc, target)
+    return StoreUnavailableError(f"postgres {operation} failed: {cause}", may_have_applied=unknown)
 
 
 async def _no_session_reset(connection: Any) -> None:
@@ -250,6 +308,7 @@ class PostgresStore(Store):
         self._pool: Any = pool
         self._connect: dict[str, Any] | None = None
         self._tokens: TokenCache | None = None
+        self._target: Target | None = None  # what errors may name (from_url's server)
         # Guards only the one-time creation of an owned pool (a single resource).
         self._pool_lock = asyncio.Lock()
         self._migrated = False
@@ -311,6 +370,7 @@ class PostgresStore(Store):
             **pool_options,
         }
         store._owned_resources = True
+        store._target = Target.of_url(url)
         return store
 
     # -- the boundary ----------------------------------------------------------------
@@ -361,7 +421,9 @@ class PostgresStore(Store):
                 broken = _connection_lost(exc) or isinstance(exc, asyncpg.InterfaceError)
                 retry = not sent or (broken and not write)
                 if attempt == 2 or not retry:
-                    raise _translate(exc, operation, write=write, sent=sent) from exc
+                    raise _translate(
+                        exc, operation, write=write, sent=sent, target=self._target
+                    ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- protocol -------------------------------------------------------------------

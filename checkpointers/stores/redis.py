@@ -39,7 +39,7 @@ from checkpointers.errors import ConfigurationError, ConflictError, StoreUnavail
 from checkpointers.options import parse_bool, parse_positive_int, parse_seconds
 from checkpointers.record import Claim, Query, Record, RecordId
 from checkpointers.stores._group_commit import GroupCommit
-from checkpointers.stores._redis_client import Client, connect
+from checkpointers.stores._redis_client import Client, connect, endpoint
 from checkpointers.stores._redis_errors import retrying
 from checkpointers.stores._redis_eval import BATCH, Call, Scripts
 from checkpointers.stores._redis_keys import (
@@ -110,6 +110,7 @@ class RedisStore(Store):
         self._refresh = refresh_ttl_on_read
         self._attempts = max(1, attempts)
         self._scripts = Scripts(client)
+        self._endpoint = endpoint(client)  # host:port, named when it cannot be reached
         self._tenants_key = tenants_key(self.prefix)
         # Batches arriving while two are in flight go out merged, in one pipeline.
         self._group = GroupCommit(self._put_many_now)
@@ -182,7 +183,9 @@ class RedisStore(Store):
         """
         if self._closed:
             raise StoreUnavailableError("redis store is closed")
-        return await retrying(what, fn, attempts=self._attempts, write=write)
+        return await retrying(
+            what, fn, attempts=self._attempts, write=write, endpoint=self._endpoint
+        )
 
     async def _eval(
         self, what: str, calls: Sequence[Call], *, write: bool = False, atomic: bool = False
