@@ -360,6 +360,48 @@ class Ticker:
             await asyncio.wait_for(self._slept.wait(), 10)
 
 
+class GatedDurable(MemoryStore):
+    """A durable tier whose put_many waits until the hot tier got its copy, and can fail."""
+
+    def __init__(self, hot_wrote: asyncio.Event) -> None:
+        super().__init__()
+        self.hot_wrote = hot_wrote
+        self.fail = False
+
+    async def put_many(self, records: Any, *, if_absent: bool = False) -> list[int | None]:
+        await asyncio.wait_for(self.hot_wrote.wait(), timeout=10)
+        if self.fail:
+            raise StoreUnavailableError("durable tier is down", may_have_applied=False)
+        return await super().put_many(records, if_absent=if_absent)
+
+
+class SignallingHot(MemoryStore):
+    def __init__(self, wrote: asyncio.Event) -> None:
+        super().__init__()
+        self.wrote = wrote
+
+    async def replicate(self, records: Any) -> None:
+        await super().replicate(records)
+        self.wrote.set()
+
+
+async def test_insert_if_absent_writes_both_tiers_at_once_and_evicts_on_failure() -> None:
+    """An insert-if-absent reaches the hot tier while the durable write is in flight (it
+    waits for it here: done one after the other, this would time out); when the durable
+    write fails, the hot copy is evicted and the error raised."""
+    wrote = asyncio.Event()
+    hot, durable = SignallingHot(wrote), GatedDurable(wrote)
+    tiered = TieredStore(durable, hot=hot)
+    assert await tiered.put_many([_rec("a"), _rec("b")], if_absent=True) == [1, 1]
+    cached = await hot.get_many([_rec("a").id, _rec("b").id])
+    assert [None if r is None else r.version for r in cached] == [1, 1]
+    durable.fail = True
+    with pytest.raises(StoreUnavailableError):
+        await tiered.put_many([_rec("c")], if_absent=True)
+    assert await hot.get(_rec("c").id) is None
+    assert await tiered.get(_rec("c").id) is None
+
+
 class RecordingStore(SwitchableStore):
     """A switchable memory store that signals each batch it is given."""
 

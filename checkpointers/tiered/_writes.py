@@ -1,7 +1,8 @@
 """Batch writes of a `TieredStore` (private): write-through, and write-behind's rules.
 
 * Write-through: the durable tier first, then exactly the records it wrote, with the
-  versions it answered, to the hot tier.
+  versions it answered, to the hot tier; an insert-if-absent (every LangGraph checkpoint
+  and regular write) goes to both tiers at once.
 * Write-behind: the hot tier, then the `WriteQueue`; when the hot tier is skipped, the
   queue is flushed and the write goes through.
 * After a flush: the hot tier gets the durable versions of what was written, and loses
@@ -10,11 +11,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 
-from checkpointers.record import Record
+from checkpointers.record import Record, RecordId
 from checkpointers.tiered._hot import SKIPPED
 from checkpointers.tiered._tiers import Tiers
 
@@ -22,7 +24,10 @@ __all__ = ["flushed", "put_behind", "put_through"]
 
 
 async def put_through(tiers: Tiers, records: Sequence[Record], if_absent: bool) -> list[int | None]:
-    """Write to the durable tier, then copy what it wrote to the hot tier."""
+    """Write to the durable tier and copy what it wrote to the hot tier: after it, or
+    for an insert-if-absent at the same time (see `_insert_both`)."""
+    if if_absent and tiers.hot.usable():
+        return await _insert_both(tiers, records)
     versions = await tiers.durable.put_many(records, if_absent=if_absent)
     if tiers.hot.store is not None:
         now = time.time()
@@ -30,6 +35,34 @@ async def put_through(tiers: Tiers, records: Sequence[Record], if_absent: bool) 
                    for r, v in zip(records, versions, strict=True)
                    if v is not None]  # fmt: skip
         await tiers.hot.put(written, "put_many")
+    return versions
+
+
+async def _insert_both(tiers: Tiers, records: Sequence[Record]) -> list[int | None]:
+    """An insert-if-absent written to both tiers concurrently: the wall cost is the
+    slower tier's, not the sum. What the durable tier inserts gets row version 1, so the
+    first record of each identity goes to the hot tier as version 1 at once; identities
+    the durable tier answered otherwise (held already, or an expired row replaced under
+    a later version), or all of them if it failed, are then evicted from the hot tier,
+    which never keeps what the durable tier does not (a later read copies it again)."""
+    now = time.time()
+    first: dict[RecordId, Record] = {}
+    for record in records:
+        first.setdefault(record.id, replace(record, version=1, updated_at=now))
+    hot_write = asyncio.ensure_future(tiers.hot.put(list(first.values()), "put_many"))
+    try:
+        versions = await tiers.durable.put_many(records, if_absent=True)
+    except BaseException:
+        await asyncio.shield(hot_write)
+        await tiers.hot.drop(list(first), "put_many")
+        raise
+    await hot_write
+    answered: dict[RecordId, int | None] = {}
+    for record, version in zip(records, versions, strict=True):
+        answered.setdefault(record.id, version)
+    other = [rid for rid, version in answered.items() if version != 1]
+    if other:
+        await tiers.hot.drop(other, "put_many")
     return versions
 
 
