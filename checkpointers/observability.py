@@ -38,7 +38,7 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from checkpointers.errors import (
     ConflictError,
@@ -61,7 +61,6 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from checkpointers.crypto.keyring import KeyRing
-    from checkpointers.tiered import TieredStore
 
 __all__ = [
     "EVENTS",
@@ -198,14 +197,33 @@ class _KeyRingCollector:
         yield cache
 
 
+class _TierCounters(Protocol):
+    """What the collector reads of a `TieredStore`'s `TierStats` (a protocol, so that this
+    module does not import the tiered package, which imports it)."""
+
+    hot_hits: int
+    hot_misses: int
+    absent_reads: int
+    failovers: int
+    archive_reads: int
+
+    @property
+    def hit_ratio(self) -> float | None: ...
+
+
+class _Watched(Protocol):
+    @property
+    def stats(self) -> _TierCounters: ...
+
+
 class _TiersCollector:
     """Reads the `TierStats` of watched tiered stores at scrape time."""
 
     def __init__(self) -> None:
-        self._tiers: weakref.WeakValueDictionary[str, TieredStore] = weakref.WeakValueDictionary()
+        self._tiers: weakref.WeakValueDictionary[str, _Watched] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
 
-    def watch(self, tiered: TieredStore, name: str) -> None:
+    def watch(self, tiered: _Watched, name: str) -> None:
         with self._lock:
             self._tiers[name] = tiered
 
@@ -318,9 +336,9 @@ class Metrics:
         if self.enabled:
             self._rings.watch(ring, name)
 
-    def watch_tiers(self, tiered: TieredStore, name: str = "default") -> None:
-        """Export `tiered.stats` (hot hits and misses, hit ratio, failovers, archive
-        reads) under the label ``tiers=name``.
+    def watch_tiers(self, tiered: _Watched, name: str = "default") -> None:
+        """Export the `stats` of a `TieredStore` (hot hits and misses, hit ratio,
+        failovers, archive reads) under the label ``tiers=name``.
 
         The store is held weakly; watching another store under the same name replaces it.
         """

@@ -1,7 +1,7 @@
 """Microsoft Entra ID authentication of `RedisStore` connections (Azure Cache for Redis).
 
 The user is the identity's object (principal) id, taken from the URL; the password is
-an access token for ``https://redis.azure.com/.default`` (see `checkpointers._entra`).
+an access token for ``https://redis.azure.com/.default`` (see `checkpointers.auth`).
 
 What redis-py 8 does: it asks a `CredentialProvider` for ``(username, password)`` each
 time a connection is opened (``HELLO``/``AUTH`` in ``on_connect``). It re-authenticates
