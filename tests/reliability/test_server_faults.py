@@ -370,12 +370,10 @@ async def test_hung_redis_costs_about_a_second_once(
     urls = [redis_process.url, postgres_database]
     async with TimedSaver.from_url(urls, keys=key_ring()) as saver:
         graph = builder.compile(checkpointer=saver)
+        configs = [{"configurable": {"thread_id": f"h{i}"}} for i in range(runs)]
         tasks = [
-            asyncio.create_task(
-                graph.ainvoke({"steps": []}, {"configurable": {"thread_id": f"h{i}"}},
-                              durability="sync")  # fmt: skip
-            )
-            for i in range(runs)
+            asyncio.create_task(graph.ainvoke({"steps": []}, c, durability="sync"))
+            for c in configs
         ]
         try:
             await apoll(lambda: arrived[0] == runs, timeout=60, what="runs at s2")
