@@ -4,6 +4,7 @@ the right exit code, no secret. Each test runs the installed command in a subpro
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import subprocess
@@ -74,3 +75,31 @@ def test_missing_postgres_database_is_named(postgres_dsn: str) -> None:
     assert done.returncode == 3
     assert 'database "nosuchdb" does not exist' in line
     assert "SQLSTATE 3D000" in line
+
+
+def test_json_errors_go_to_stdout_as_json() -> None:
+    """With --json an error is one JSON object on stdout (message, type, exit code)."""
+    done = _run("--json", "--url", f"redis://:{SECRET}@127.0.0.1:6379/99x", "threads")
+    assert done.returncode == 2
+    error = json.loads(done.stdout)
+    assert error["exit_code"] == 2 and error["type"] == "ConfigurationError"
+    assert "'99x' is not a number" in error["error"]
+    assert SECRET not in done.stdout + done.stderr
+
+
+def test_erase_of_a_missing_thread_says_so(tmp_path: Path) -> None:
+    """Erasing a thread that no store holds says it was not found (and erases nothing)."""
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    done = _run("--url", url, "erase", "--thread", "no-such-thread", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "thread 'no-such-thread' not found in any store: nothing erased" in done.stdout
+    as_json = _run("--json", "--url", url, "erase", "--thread", "no-such-thread", "--yes")
+    assert json.loads(as_json.stdout)["found"] is False
+
+
+def test_verify_sample_is_explained_as_every_nth() -> None:
+    """`verify --help` explains --sample N as every Nth record."""
+    done = _run("verify", "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    assert "--sample N" in text and "every Nth record" in text

@@ -25,7 +25,7 @@ from checkpointers.cli._archive import archive_command, restore_command
 from checkpointers.cli._checks import health_command, verify_command
 from checkpointers.cli._keys import keys_app
 from checkpointers.cli._options import Options
-from checkpointers.cli._output import EPILOG, EXIT_USAGE, err
+from checkpointers.cli._output import EPILOG, ERRORS_AS_JSON, EXIT_USAGE, err
 from checkpointers.cli._retention import erase_command, sweep_command
 from checkpointers.cli._schema import migrate_command, setup_command
 from checkpointers.cli._threads import runs_command, show_command, threads_command
@@ -41,6 +41,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
     add_completion=False,
+    # Plain help: rendering it with rich costs ~60 ms of the command's start.
+    rich_markup_mode=None,
 )
 app.add_typer(keys_app, name="keys")
 
@@ -90,6 +92,7 @@ def _global(
 ) -> None:
     """Operate encrypted checkpoint stores: schemas, threads, keys, retention, checks."""
     ctx.obj = Options(tuple(url or ()), tenant, as_json, key_file)
+    as_json_token = ERRORS_AS_JSON.set(as_json)
     level = logging.getLevelName(log_level.upper())
     if not isinstance(level, int):
         err(f"error: --log-level must be one of debug, info, warning, error, not {log_level!r}")
@@ -104,6 +107,7 @@ def _global(
     def restore() -> None:
         events.removeHandler(handler)
         events.setLevel(previous)
+        ERRORS_AS_JSON.reset(as_json_token)
 
     ctx.call_on_close(restore)
 

@@ -10,7 +10,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -32,7 +32,9 @@ from checkpointers.encrypted import DEFAULT_TENANT
 from checkpointers.errors import CheckpointersError, ConfigurationError, IntegrityError
 from checkpointers.maintenance import verify_records
 from checkpointers.record import RecordId
-from checkpointers.tiered import TieredStore
+
+if TYPE_CHECKING:
+    from checkpointers.tiered import TieredStore
 
 __all__ = ["health_command", "verify_command"]
 
@@ -40,7 +42,13 @@ __all__ = ["health_command", "verify_command"]
 def verify_command(
     ctx: typer.Context,
     sample: Annotated[
-        int, typer.Option(min=1, help="Check every N-th record (1: every record).")
+        int,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Check every Nth record in scan order: 1 (default) checks all, 10 checks "
+            "records 1, 11, 21, ... (about a tenth).",
+        ),
     ] = 1,
     tiers: Annotated[
         bool,

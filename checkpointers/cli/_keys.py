@@ -47,6 +47,7 @@ keys_app = typer.Typer(
     help="Local key files, key usage, rotation and retirement.",
     epilog=EPILOG,
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 

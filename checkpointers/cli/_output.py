@@ -13,8 +13,9 @@ import json
 import os
 import sys
 from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
@@ -30,6 +31,7 @@ from checkpointers.record import RecordId
 
 __all__ = [
     "EPILOG",
+    "ERRORS_AS_JSON",
     "EXIT_FAILED",
     "EXIT_INTEGRITY",
     "EXIT_INTERRUPTED",
@@ -41,6 +43,7 @@ __all__ = [
     "err",
     "execute",
     "exit_code",
+    "fail",
     "format_table",
     "format_time",
 ]
@@ -102,6 +105,20 @@ def exit_code(error: BaseException) -> int:
     return EXIT_FAILED
 
 
+#: `--json` of the running command, for errors raised before or outside its `emit`.
+ERRORS_AS_JSON: ContextVar[bool] = ContextVar("checkpointers_cli_json", default=False)
+
+
+def fail(message: str, code: int, kind: str = "error") -> NoReturn:
+    """End the command with `message`: one `error:` line on stderr, or with `--json` one
+    JSON object on stdout (`{"error": ..., "type": ..., "exit_code": ...}`)."""
+    if ERRORS_AS_JSON.get():
+        typer.echo(json.dumps({"error": message, "type": kind, "exit_code": code}))
+    else:
+        err(f"error: {message}")
+    raise typer.Exit(code)
+
+
 def execute(run: Callable[[], Coroutine[Any, Any, int]]) -> None:
     """Run a command's coroutine; turn errors into a one-line message and an exit code."""
     try:
@@ -110,14 +127,16 @@ def execute(run: Callable[[], Coroutine[Any, Any, int]]) -> None:
         err("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except CheckpointersError as exc:
-        err(f"error: {exc}")
-        raise typer.Exit(exit_code(exc)) from None
+        fail(str(exc), exit_code(exc), type(exc).__name__)
     except Exception as exc:
         if os.environ.get("CHECKPOINTERS_DEBUG"):
             raise
         # The message of a foreign exception may carry a URL or data: print its class only.
-        err(f"error: unexpected {type(exc).__name__} (set CHECKPOINTERS_DEBUG=1 for details)")
-        raise typer.Exit(EXIT_FAILED) from None
+        fail(
+            f"unexpected {type(exc).__name__} (set CHECKPOINTERS_DEBUG=1 for details)",
+            EXIT_FAILED,
+            type(exc).__name__,
+        )
     raise typer.Exit(code)
 
 

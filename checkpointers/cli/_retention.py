@@ -109,10 +109,14 @@ def erase_command(
         total = sum(counts.values())
         emit(
             opts,
-            {"erased": what, "deleted": total, "stores": counts},
+            {"erased": what, "deleted": total, "stores": counts, "found": total > 0},
             lambda: (
                 [f"{label}: {n} record(s) deleted" for label, n in counts.items()]
-                + [f"erased {what}: {total} record(s)"]
+                + [
+                    f"erased {what}: {total} record(s)"
+                    if total
+                    else f"{what} not found in any store: nothing erased"
+                ]
             ),
         )
         return EXIT_OK

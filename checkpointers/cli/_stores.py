@@ -11,14 +11,17 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from checkpointers.cli._options import Options
 from checkpointers.errors import ConfigurationError
 from checkpointers.options import parse_identifier
 from checkpointers.stores.base import Store
-from checkpointers.tiered import TieredStore
 from checkpointers.urls import open_store
+
+if TYPE_CHECKING:  # imported when tiers are opened: the command starts faster without it
+    from checkpointers.tiered import TieredStore
 
 __all__ = ["Stores", "Tier", "describe_url", "open_tiers", "resolve_tenant", "tiered_with_archive"]
 
@@ -79,6 +82,8 @@ async def open_tiers(opts: Options, *, migrate: bool = True) -> AsyncIterator[St
                 stack.push_async_callback(store.aclose)
                 tiers.append(Tier(0, describe_url(opts.urls[0]), store, common.get("tenant")))
             else:
+                from checkpointers.tiered import TieredStore
+
                 tiered, common = TieredStore.from_urls(opts.urls)
                 stack.push_async_callback(tiered.aclose)
                 roles = (("hot", tiered.hot), ("durable", tiered.durable),
