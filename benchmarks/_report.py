@@ -23,23 +23,46 @@ class Ratio:
     unit: str = ""
     #: with --repeat: the ratio of each repetition (the row shows their median)
     runs: list[float] = field(default_factory=list)
+    #: errors of each side (summed over the repetitions); any error fails the row
+    ours_errors: int = 0
+    peer_errors: int = 0
+    #: with --repeat: the errors of each side in each repetition
+    ours_errors_runs: list[int] = field(default_factory=list)
+    peer_errors_runs: list[int] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """A side that errored: the row shows no ratio, only the error counts."""
+        return self.ours_errors > 0 or self.peer_errors > 0
 
     @property
     def ratio(self) -> float | None:
+        if self.failed:
+            return None
         if self.runs:
             return statistics.median(self.runs)
-        if self.ours_value is None or self.peer_value in (None, 0):
-            return None
-        return self.ours_value / self.peer_value  # type: ignore[operator]
+        return self.single_ratio
 
     @property
     def single_ratio(self) -> float | None:
-        if self.ours_value is None or self.peer_value in (None, 0):
+        if self.failed or self.ours_value is None or self.peer_value in (None, 0):
             return None
         return self.ours_value / self.peer_value  # type: ignore[operator]
 
     @property
+    def failure(self) -> str:
+        """The status of a row with errors, FAILED (name: N errors; ...), else ""."""
+        sides = [
+            f"{name}: {n} error{'' if n == 1 else 's'}"
+            for name, n in ((self.ours, self.ours_errors), (self.peer, self.peer_errors))
+            if n
+        ]
+        return f"FAILED ({'; '.join(sides)})" if sides else ""
+
+    @property
     def status(self) -> str:
+        if self.failed:
+            return self.failure
         if self.goal is None:
             return ""
         if self.ratio is None:
@@ -56,12 +79,46 @@ class Ratio:
             "ours_value": self.ours_value,
             "peer_value": self.peer_value,
             "ratio": self.ratio,
-            "ratio_min": min(self.runs) if self.runs else self.ratio,
-            "ratio_max": max(self.runs) if self.runs else self.ratio,
-            "ratio_runs": self.runs,
+            "ratio_min": min(self.runs) if self.runs and not self.failed else self.ratio,
+            "ratio_max": max(self.runs) if self.runs and not self.failed else self.ratio,
+            "ratio_runs": [] if self.failed else self.runs,
             "goal_max_ratio": self.goal,
+            "failed": self.failed,
+            "ours_errors": self.ours_errors,
+            "peer_errors": self.peer_errors,
+            "ours_errors_runs": self.ours_errors_runs or [self.ours_errors],
+            "peer_errors_runs": self.peer_errors_runs or [self.peer_errors],
             "status": self.status,
         }
+
+
+def errors_text(n: int) -> str:
+    return f"failed ({n} error{'' if n == 1 else 's'})"
+
+
+def errors_of(results: dict[str, Any], name: str, key: str = "errors") -> int:
+    """How many errors configuration `name` had in `results`: its `key` count, at least 1
+    when it raised as a whole ({"error": ...}); 0 when it is absent or skipped."""
+    value = results.get(name)
+    if not isinstance(value, dict) or "skipped" in value:
+        return 0
+    count = value.get(key, 0)
+    count = count if isinstance(count, int) else 0
+    return max(count, 1) if "error" in value else count
+
+
+def tag_errors(
+    ratios: list[Ratio],
+    errors: Callable[[str], int],
+    *,
+    where: Callable[[Ratio], bool] | None = None,
+) -> list[Ratio]:
+    """Set each row's error counts from `errors(configuration name)` (the rows `where`
+    selects, default all)."""
+    for r in ratios:
+        if where is None or where(r):
+            r.ours_errors, r.peer_errors = errors(r.ours), errors(r.peer)
+    return ratios
 
 
 @dataclass
@@ -76,9 +133,13 @@ class Check:
     unit: str = ""
     #: with --repeat: the value of each repetition (`value` is their median)
     runs: list[float] = field(default_factory=list)
+    #: errors of the target (summed over the repetitions); any error fails the check
+    errors: int = 0
 
     @property
     def status(self) -> str:
+        if self.errors:
+            return f"FAILED ({self.target}: {self.errors} error{'' if self.errors == 1 else 's'})"
         if self.value is None:
             return "not measured"
         return "met" if self.value <= self.limit else "MISSED"
@@ -92,6 +153,7 @@ class Check:
             "value": self.value,
             "value_runs": self.runs,
             "limit": self.limit,
+            "errors": self.errors,
             "status": self.status,
         }
 
@@ -123,6 +185,10 @@ def merge_ratios(repeats: list[list[Ratio]]) -> list[Ratio]:
                 first.goal,
                 first.unit,
                 runs,
+                ours_errors=sum(r.ours_errors for r in rows),
+                peer_errors=sum(r.peer_errors for r in rows),
+                ours_errors_runs=[r.ours_errors for r in rows],
+                peer_errors_runs=[r.peer_errors for r in rows],
             )
         )
     return out
@@ -147,6 +213,7 @@ def merge_checks(repeats: list[list[Check]]) -> list[Check]:
                 first.limit,
                 first.unit,
                 runs,
+                errors=sum(c.errors for c in rows),
             )
         )
     return out
@@ -165,6 +232,8 @@ def dig(results: dict[str, Any], name: str, *path: str) -> float | None:
 def fmt(value: float | None, unit: str = "") -> str:
     if value is None:
         return "-"
+    if isinstance(value, int) and unit != "B":  # counts: errors, runs
+        return f"{value} {unit}".rstrip()
     if unit == "B":
         for scale, suffix in ((1 << 20, " MiB"), (1 << 10, " KiB")):
             if abs(value) >= scale:
@@ -198,12 +267,20 @@ def ratio_table(ratios: list[Ratio]) -> list[str]:
         rule += "---:|"
     lines = [head + " goal | status |", rule + "---:|---|"]
     for r in ratios:
-        ratio = "-" if r.ratio is None else f"{r.ratio:.3f}"
         goal = "" if r.goal is None else f"<= {r.goal:g}"
-        extra = f" {_spread(r.runs)} |" if spread else ""
+        if r.failed:
+            # A side that errored is never shown as a ratio, nor as a value beside one.
+            ours = errors_text(r.ours_errors) if r.ours_errors else fmt(r.ours_value, r.unit)
+            peer = errors_text(r.peer_errors) if r.peer_errors else fmt(r.peer_value, r.unit)
+            ratio = errors_text(r.ours_errors + r.peer_errors)
+            extra = " - |" if spread else ""
+        else:
+            ours, peer = fmt(r.ours_value, r.unit), fmt(r.peer_value, r.unit)
+            ratio = "-" if r.ratio is None else f"{r.ratio:.3f}"
+            extra = f" {_spread(r.runs)} |" if spread else ""
         lines.append(
-            f"| {r.scenario} | {r.ours} | {r.peer} | {r.metric} | {fmt(r.ours_value, r.unit)} "
-            f"| {fmt(r.peer_value, r.unit)} | {ratio} |{extra} {goal} | {r.status} |"
+            f"| {r.scenario} | {r.ours} | {r.peer} | {r.metric} | {ours} "
+            f"| {peer} | {ratio} |{extra} {goal} | {r.status} |"
         )
     return lines
 
@@ -218,8 +295,9 @@ def check_table(checks: list[Check]) -> list[str]:
     lines = [head + " limit | status |", rule + "---:|---|"]
     for c in checks:
         extra = f" {_spread(c.runs, c.unit, ratio=False)} |" if spread else ""
+        value = errors_text(c.errors) if c.errors else fmt(c.value, c.unit)
         lines.append(
-            f"| {c.scenario} | {c.target} | {c.metric} | {fmt(c.value, c.unit)} |{extra} "
+            f"| {c.scenario} | {c.target} | {c.metric} | {value} |{extra} "
             f"{fmt(c.limit, c.unit)} | {c.status} |"
         )
     return lines

@@ -183,25 +183,34 @@ async def concurrent_runs(
     every run's history ends with its End snapshot."""
     check_available(name, env)
     errors: list[str] = []
+    raised: set[int] = set()
 
     async def run_all(make: Callable[[int], Any]) -> float:
         async def one(i: int) -> None:
             try:
                 await _timed_run(make(i), nodes, state_bytes)
             except Exception as exc:
+                raised.add(i)
                 errors.append(f"{type(exc).__name__}: {exc}"[:200])
 
         start = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(runs)))
         return time.perf_counter() - start
 
-    async def verify(make: Callable[[int], Any]) -> int:
-        bad = 0
+    async def verify(make: Callable[[int], Any]) -> set[int]:
+        """The runs whose history is not complete and successful (or cannot be read)."""
+        bad: set[int] = set()
         for i in range(runs):
-            history = await make(i).load_all()
+            try:
+                history = await make(i).load_all()
+            except Exception as exc:
+                errors.append(f"load_all: {type(exc).__name__}: {exc}"[:200])
+                bad.add(i)
+                continue
             complete = len(history) == nodes + 1 and isinstance(history[-1], EndSnapshot)
             succeeded = all(getattr(s, "status", "success") == "success" for s in history[:-1])
-            bad += not (complete and succeeded)
+            if not (complete and succeeded):
+                bad.add(i)
         return bad
 
     if name.startswith("ours/"):
@@ -246,7 +255,9 @@ async def concurrent_runs(
         "nodes_per_run": nodes,
         "wall_s": wall,
         "runs_per_s": runs / wall,
-        "errors": len(errors),
-        "incomplete_histories": bad,
+        # A run fails when it raised or left an incomplete history; each counts once.
+        "errors": len(raised | bad),
+        "runs_raised": len(raised),
+        "incomplete_histories": len(bad),
         "first_errors": errors[:3],
     }
