@@ -384,7 +384,7 @@ class EncryptedStore:
                 f"max_record_bytes={self.max_record_bytes}"
             )
         seconds = self.ttl if item.expires else None
-        body = await self.keys.encrypt(data, record_id.aad(), record=record_id.describe())
+        body = await self.keys.encrypt(data, record_id.aad(), record=record_id)
         return Record(
             id=record_id,
             body=body,
@@ -439,7 +439,7 @@ class EncryptedStore:
         for record in records:
             entry = await self.open(record)
             target = replace(record.id, thread=thread)
-            body = await self.keys.encrypt(entry.data, target.aad(), record=target.describe())
+            body = await self.keys.encrypt(entry.data, target.aad(), record=target)
             copies.append(
                 replace(
                     record,
@@ -482,7 +482,7 @@ class EncryptedStore:
             Write(record_id, data, sort, group, status, index, expires, lease_until)
         )
         version = await self.store.put(record, expected_version=expected_version)
-        return Entry(replace(record, version=version), data)
+        return Entry(record.stored_as(version, record.updated_at), data)
 
     @_at_home
     async def update(
@@ -505,7 +505,7 @@ class EncryptedStore:
         body = (
             old.body
             if data is None
-            else await self.keys.encrypt(new_data, old.id.aad(), record=old.id.describe())
+            else await self.keys.encrypt(new_data, old.id.aad(), record=old.id)
         )
         record = replace(
             old,
@@ -514,7 +514,7 @@ class EncryptedStore:
             lease_until=old.lease_until if lease_until is False else lease_until,
         )
         version = await self.store.put(record, expected_version=old.version)
-        return Entry(replace(record, version=version), new_data)
+        return Entry(record.stored_as(version, record.updated_at), new_data)
 
     # -- reads ------------------------------------------------------------------------
 
@@ -529,9 +529,7 @@ class EncryptedStore:
         if record.id.tenant != self.tenant:
             raise IntegrityError(f"{record.id.describe()}: returned for tenant {self.tenant!r}")
         try:
-            data = await self.keys.decrypt(
-                record.body, record.id.aad(), record=record.id.describe()
-            )
+            data = await self.keys.decrypt(record.body, record.id.aad(), record=record.id)
         except (IntegrityError, KeyUnavailableError) as exc:
             record_decrypt_failure(exc)
             raise

@@ -11,7 +11,7 @@ import re
 import struct
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from checkpointers.errors import IntegrityError
 
@@ -67,6 +67,8 @@ class RecordId:
     namespace: str
     kind: str
     key: str
+    # The encoded identity, computed on first use (every encrypt and decrypt needs it).
+    _aad: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("tenant", "thread", "namespace", "kind", "key"):
@@ -74,10 +76,17 @@ class RecordId:
 
     def aad(self) -> bytes:
         """Length-prefixed encoding of the identity, bound into the ciphertext."""
-        parts = [
-            p.encode() for p in (self.tenant, self.thread, self.namespace, self.kind, self.key)
-        ]
-        return b"".join(struct.pack(">I", len(p)) + p for p in parts)
+        aad = self._aad
+        if aad is None:
+            parts = [
+                p.encode() for p in (self.tenant, self.thread, self.namespace, self.kind, self.key)
+            ]
+            aad = b"".join(struct.pack(">I", len(p)) + p for p in parts)
+            object.__setattr__(self, "_aad", aad)
+        return aad
+
+    def __str__(self) -> str:
+        return self.describe()
 
     def describe(self) -> str:
         """A printable name of the record (routing ids only) for error messages."""
@@ -115,6 +124,19 @@ class Record:
     version: int = 0
     updated_at: float = 0.0
 
+    def stored_as(self, version: int, updated_at: float) -> Record:
+        """This record with the row version and write time a store gave it.
+
+        A store's hot path: unlike `dataclasses.replace`, the other fields are not
+        validated again (they were when this record was built).
+        """
+        copy = object.__new__(Record)
+        for name in _RECORD_FIELDS:
+            object.__setattr__(copy, name, getattr(self, name))
+        object.__setattr__(copy, "version", version)
+        object.__setattr__(copy, "updated_at", updated_at)
+        return copy
+
     def __post_init__(self) -> None:
         if not isinstance(self.body, bytes):
             raise TypeError("record body must be bytes")
@@ -129,6 +151,9 @@ class Record:
             value = getattr(self, name)
             if not (value is None and name != "updated_at") and not _is_number(value):
                 raise TypeError(f"record field {name} must be a number")
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(Record))
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,7 +71,7 @@ class Envelope:
         )
 
     @classmethod
-    def parse(cls, blob: bytes, *, record: str) -> Envelope:
+    def parse(cls, blob: bytes, *, record: object) -> Envelope:
         """Parse `blob`, checking every length before slicing.
 
         Raises:

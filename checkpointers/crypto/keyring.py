@@ -187,7 +187,7 @@ class KeyRing:
         for done in [k for k in self._rewrapped if key_id in (k[0], k[2])]:
             del self._rewrapped[done]
 
-    def _kek(self, key_id: str, record: str) -> KeyEncryptionKey:
+    def _kek(self, key_id: str, record: object) -> KeyEncryptionKey:
         kek = self._keys.get(key_id)
         if kek is None:
             raise KeyUnavailableError(
@@ -210,7 +210,7 @@ class KeyRing:
         data_key.uses += 1
         return data_key
 
-    async def _data_key(self, key_id: str, wrapped: bytes, record: str) -> _DataKey:
+    async def _data_key(self, key_id: str, wrapped: bytes, record: object) -> _DataKey:
         cached = self._cache.get((key_id, wrapped))
         if cached is not None:
             self._cache.move_to_end((key_id, wrapped))
@@ -236,13 +236,14 @@ class KeyRing:
 
     # -- envelopes ----------------------------------------------------------------
 
-    async def encrypt(self, plaintext: bytes, aad: bytes, *, record: str = "record") -> bytes:
+    async def encrypt(self, plaintext: bytes, aad: bytes, *, record: object = "record") -> bytes:
         """Compress (above the threshold), encrypt and authenticate `plaintext`.
 
         Args:
             plaintext: the serialized value.
             aad: the record identity the ciphertext is bound to.
-            record: printable record name for error messages.
+            record: the record's name in error messages (its `str()`: built only when
+                an error is raised, so callers pass a `RecordId` as is).
 
         Raises:
             RecordTooLargeError: above `max_plaintext`.
@@ -264,7 +265,7 @@ class KeyRing:
         sealed = data_key.aead.encrypt(nonce, body, associated_data(FORMAT_VERSION, flags, aad))
         return Envelope(flags, data_key.key_id, data_key.wrapped, nonce, sealed).pack()
 
-    async def decrypt(self, blob: bytes, aad: bytes, *, record: str = "record") -> bytes:
+    async def decrypt(self, blob: bytes, aad: bytes, *, record: object = "record") -> bytes:
         """Authenticate and decrypt an envelope bound to `aad`.
 
         Raises:
@@ -294,11 +295,11 @@ class KeyRing:
         except zstandard.ZstdError:
             raise IntegrityError(f"{record}: compressed body is malformed or too large") from None
 
-    def key_id_of(self, blob: bytes, *, record: str = "record") -> str:
+    def key_id_of(self, blob: bytes, *, record: object = "record") -> str:
         """The KEK id in an envelope header (without decrypting)."""
         return Envelope.parse(blob, record=record).key_id
 
-    async def rewrap(self, blob: bytes, *, record: str = "record") -> bytes | None:
+    async def rewrap(self, blob: bytes, *, record: object = "record") -> bytes | None:
         """Re-wrap the data key of `blob` under the current KEK; the ciphertext is unchanged.
 
         Returns None when the envelope already uses the current KEK.

@@ -88,7 +88,7 @@ class MemoryStore(Store):
             )
         stored_version = self._records[record.id].version if record.id in self._records else 0
         version = max(current_version, stored_version) + 1
-        self._set(replace(record, version=version, updated_at=now))
+        self._set(record.stored_as(version, now))
         return version
 
     async def put_many(
@@ -103,7 +103,7 @@ class MemoryStore(Store):
                 continue
             stored = self._records.get(record.id)
             version = (stored.version if stored is not None else 0) + 1
-            self._set(replace(record, version=version, updated_at=now))
+            self._set(record.stored_as(version, now))
             versions.append(version)
         return versions
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from checkpointers.errors import ConfigurationError, StoreUnavailableError
@@ -298,7 +297,7 @@ class TieredStore(Store):
                 await queue.flush()
         version = await self.durable.put(record, expected_version=expected_version)
         if self.hot is not None:
-            stored = replace(record, version=version, updated_at=time.time())
+            stored = record.stored_as(version, time.time())
             await self._tiers.hot.put([stored], "put")
         return version
 

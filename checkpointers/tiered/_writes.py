@@ -31,7 +31,7 @@ async def put_through(tiers: Tiers, records: Sequence[Record], if_absent: bool) 
     versions = await tiers.durable.put_many(records, if_absent=if_absent)
     if tiers.hot.store is not None:
         now = time.time()
-        written = [replace(r, version=v, updated_at=now)
+        written = [r.stored_as(v, now)
                    for r, v in zip(records, versions, strict=True)
                    if v is not None]  # fmt: skip
         await tiers.hot.put(written, "put_many")
@@ -48,7 +48,7 @@ async def _insert_both(tiers: Tiers, records: Sequence[Record]) -> list[int | No
     now = time.time()
     first: dict[RecordId, Record] = {}
     for record in records:
-        first.setdefault(record.id, replace(record, version=1, updated_at=now))
+        first.setdefault(record.id, record.stored_as(1, now))
     hot_write = asyncio.ensure_future(tiers.hot.put(list(first.values()), "put_many"))
     try:
         versions = await tiers.durable.put_many(records, if_absent=True)
@@ -87,7 +87,7 @@ async def put_behind(tiers: Tiers, records: Sequence[Record], if_absent: bool) -
             await queue.flush()
             return await put_through(tiers, records, if_absent)
         now = time.time()
-        queue.add([replace(r, version=v, updated_at=now)
+        queue.add([r.stored_as(v, now)
                    for r, v in zip(records, versions, strict=True) if v is not None],
                   if_absent=if_absent)  # fmt: skip
     return versions
@@ -99,7 +99,7 @@ async def flushed(tiers: Tiers, records: list[Record], versions: list[int | None
     queue = tiers.queue
     assert queue is not None
     now = time.time()
-    written = [replace(r, version=v, updated_at=now)
+    written = [r.stored_as(v, now)
                for r, v in zip(records, versions, strict=True)
                if v is not None and not queue.is_pending(r.id)]  # fmt: skip
     skipped = [r.id for r, v in zip(records, versions, strict=True)
