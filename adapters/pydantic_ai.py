@@ -34,11 +34,9 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 import pydantic
-from typing_extensions import Self
 
 from checkpointers import (
     ConfigurationError,
@@ -51,6 +49,7 @@ from checkpointers import (
     RecordId,
     Write,
 )
+from checkpointers.lifecycle import StoreOwner
 
 if TYPE_CHECKING:
     from pydantic_ai_harness.step_persistence import (
@@ -143,7 +142,7 @@ def _retained(records: Sequence[Record], keep: int) -> set[str]:
     return kept
 
 
-class StepStore:
+class StepStore(StoreOwner):
     """Encrypted storage for pydantic-ai-harness `StepPersistence` on any store.
 
     Implements the harness's `StepStore` protocol (`register_run`, `get_run`,
@@ -176,7 +175,6 @@ class StepStore:
         self.store = store
         self.max_snapshots_per_run = max_snapshots_per_run
         self._clock = _clock
-        self._owns_store = False
         self._sequences: dict[tuple[str, str], int] = {}
 
     @classmethod
@@ -203,29 +201,8 @@ class StepStore:
         _codec()  # before anything is opened
         store = EncryptedStore.from_url(url, keys=keys, tenant=tenant, ttl=ttl)
         steps = cls(store, max_snapshots_per_run=max_snapshots_per_run)
-        steps._owns_store = True
+        steps._own(store)
         return steps
-
-    async def __aenter__(self) -> Self:
-        try:
-            await self.store.__aenter__()
-        except BaseException:
-            await self.aclose()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the store if `from_url` opened it. Idempotent."""
-        if self._owns_store:
-            await self.store.aclose()
 
     def __repr__(self) -> str:
         return f"StepStore(store={self.store!r})"

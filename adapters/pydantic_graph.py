@@ -38,7 +38,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from types import TracebackType
 from typing import Annotated, Any, cast
 
 from checkpointers import MissingDependencyError
@@ -60,7 +59,6 @@ from pydantic_graph.persistence import (
     Snapshot,
     StateT,
 )
-from typing_extensions import Self
 
 from checkpointers import (
     ConfigurationError,
@@ -70,6 +68,7 @@ from checkpointers import (
     RecordId,
     SerializationError,
 )
+from checkpointers.lifecycle import StoreOwner
 from checkpointers.runs import END, RunRecords, RunSummary, list_runs
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "KIND", "RunSummary", "StatePersistence"]
@@ -89,7 +88,7 @@ def _patch(data: bytes, **fields: Any) -> bytes:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
+class StatePersistence(StoreOwner, BaseStatePersistence[StateT, RunEndT]):
     """Encrypted, durable persistence for one pydantic-graph run.
 
     Use one instance per run; many runs (and many instances of one run, in as many
@@ -124,7 +123,6 @@ class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
         self.renew_leases = renew_leases
         self._clock = _clock  # wall time: leases, sort keys, start_ts
         self._timer = _timer  # monotonic: node durations
-        self._owns_store = False
         self._adapter: pydantic.TypeAdapter[Snapshot[StateT, RunEndT]] | None = None
         self._run = RunRecords(
             store,
@@ -172,29 +170,8 @@ class StatePersistence(BaseStatePersistence[StateT, RunEndT]):
         persistence: StatePersistence[StateT, RunEndT] = cls(
             store, run_id=run_id, lease_seconds=lease_seconds, renew_leases=renew_leases
         )
-        persistence._owns_store = True
+        persistence._own(store)
         return persistence
-
-    async def __aenter__(self) -> Self:
-        try:
-            await self.store.__aenter__()
-        except BaseException:
-            await self.aclose()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the store if `from_url` opened it. Idempotent."""
-        if self._owns_store:
-            await self.store.aclose()
 
     # -- types ------------------------------------------------------------------------
 

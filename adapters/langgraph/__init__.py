@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
-from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -49,9 +48,9 @@ from langgraph.checkpoint.base import (
     get_checkpoint_metadata,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from typing_extensions import Self
 
 from checkpointers import EncryptedStore, KeyRing, Write
+from checkpointers.lifecycle import StoreOwner
 from checkpointers.values import HeadCache, ListCache, ValueStore
 
 from . import _codec as codec
@@ -64,7 +63,7 @@ __all__ = ["CheckpointSaver"]
 T = TypeVar("T")
 
 
-class CheckpointSaver(BaseCheckpointSaver[str]):
+class CheckpointSaver(StoreOwner, BaseCheckpointSaver[str]):
     """A LangGraph `BaseCheckpointSaver` that encrypts everything it stores.
 
     Build it with `from_url(...)` (it then owns the store and closes it) and use it as
@@ -93,7 +92,6 @@ class CheckpointSaver(BaseCheckpointSaver[str]):
     ) -> None:
         super().__init__(serde=serde)
         self._store = store
-        self._owns_store = False
         self._append_only = append_only
         self._list_cache = ListCache()
         self._heads = HeadCache()
@@ -148,7 +146,7 @@ class CheckpointSaver(BaseCheckpointSaver[str]):
         """
         store = EncryptedStore.from_url(url, keys=keys, **options)
         saver = cls(store, serde=serde, append_only=append_only)
-        saver._owns_store = True
+        saver._own(store)
         return saver
 
     @classmethod
@@ -184,48 +182,6 @@ class CheckpointSaver(BaseCheckpointSaver[str]):
             StoreUnavailableError: the store cannot be reached.
         """
         await self._store.setup()
-
-    # -- lifecycle: the store owns the event loop; sync calls go through it -------------
-
-    async def __aenter__(self) -> Self:
-        if self._owns_store:
-            await self._store.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __enter__(self) -> Self:
-        if self._owns_store:
-            self._store.__enter__()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def aclose(self) -> None:
-        """Close the store if this saver opened it (`from_url`). Idempotent."""
-        if self._owns_store:
-            await self._store.aclose()
-
-    def close(self) -> None:
-        """Close the store if this saver opened it (`from_url`). Idempotent.
-
-        Raises:
-            ConfigurationError: called from the store's own event loop (use `aclose`).
-        """
-        if self._owns_store:
-            self._store.close()
 
     # -- async API ----------------------------------------------------------------------
 
