@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import struct
+import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
@@ -204,7 +205,9 @@ class Claim:
 
     A record is claimable when its status is in `statuses`, or, with `reclaim_expired`,
     when it holds a lease that ended before now. The claimed record gets `to_status`,
-    `lease_until` and a new row version.
+    `lease_until` and a new row version. `at` is the time (epoch seconds) leases and
+    expiry are judged at: the caller's clock, the one its leases are written in (None:
+    the store's clock).
     """
 
     tenant: str
@@ -214,6 +217,11 @@ class Claim:
     to_status: str
     lease_until: float | None = None
     reclaim_expired: bool = False
+    at: float | None = None
+
+    def now(self) -> float:
+        """The time this claim is judged at: `at`, else the store's clock."""
+        return time.time() if self.at is None else self.at
 
     def claimable(self, record: Record, now: float) -> bool:
         """Whether `record` can be claimed now (reference semantics for every store)."""

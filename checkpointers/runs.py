@@ -270,6 +270,7 @@ class RunRecords:
                 to_status=_PENDING,
                 lease_until=self.lease_until(),
                 reclaim_expired=True,
+                at=self.clock(),
             )
         )
         if entry is not None:

@@ -129,7 +129,7 @@ async def claim_oldest(blobs: BlobPrimitives, claim: Claim) -> Record | None:
     prefix = name_prefix(blobs.prefix, claim.tenant, claim.thread)
     losses = 0
     for _ in range(_MAX_ATTEMPTS):
-        now = time.time()
+        now = claim.now()
         candidates = sorted(
             (e for e in await blobs._list(prefix) if claim.claimable(e.record, now)),
             key=lambda e: sort_order(e.record),

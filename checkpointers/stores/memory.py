@@ -122,7 +122,7 @@ class MemoryStore(Store):
         return found if query.limit is None else found[: query.limit]
 
     async def claim(self, claim: Claim) -> Record | None:
-        now = time.time()
+        now = claim.now()
         candidates = sorted(
             (r for r in self._candidates(claim.tenant, claim.thread) if claim.claimable(r, now)),
             key=_order,

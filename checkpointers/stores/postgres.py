@@ -554,7 +554,7 @@ class PostgresStore(Store):
 
     async def claim(self, claim: Claim) -> Record | None:
         params = (
-            claim.tenant, claim.thread, claim.kind, time.time(), list(claim.statuses),
+            claim.tenant, claim.thread, claim.kind, claim.now(), list(claim.statuses),
             claim.reclaim_expired, claim.to_status, claim.lease_until,
         )  # fmt: skip
         row = await self._run("claim", lambda c: c.fetchrow(self._sql.claim, *params), write=True)

@@ -365,7 +365,7 @@ class RedisStore(Store):
 
     async def claim(self, claim: Claim) -> Record | None:
         reclaim = "1" if claim.reclaim_expired else ""
-        args = [num(time.time()), claim.kind, claim.to_status, num(claim.lease_until),
+        args = [num(claim.now()), claim.kind, claim.to_status, num(claim.lease_until),
                 reclaim, new_op(), len(claim.statuses), *claim.statuses]  # fmt: skip
         tag = self._tag(claim.tenant, claim.thread)
         (row,) = await self._eval("claim", [("claim", tag, args)], write=True)

@@ -282,7 +282,7 @@ class SqliteStore(Store):
 
     async def claim(self, claim: Claim) -> Record | None:
         def write(conn: sqlite3.Connection) -> Record | None:
-            now = time.time()
+            now = claim.now()
             found = conn.execute(
                 sql.SELECT_FOR_CLAIM,
                 (

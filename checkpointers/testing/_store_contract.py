@@ -414,6 +414,19 @@ class StoreContract:
         assert got is not None and (got.id.key, got.status) == ("dead", "pending")
         assert await store.claim(reclaim) is None
 
+    async def test_claim_judges_leases_at_the_callers_time(self, store: Store) -> None:
+        """With `at`, a lease is judged by the caller's clock, not the store's: a lease
+        that has not ended by the store's clock is reclaimable at a later `at`."""
+        now = time.time()
+        await store.put(_record(_rid("run", "held", kind="snap"), sort="0", status="running",
+                                lease_until=now + 3600))  # fmt: skip
+        claim = Claim("acme", "run", "snap", ("created",), "pending", lease_until=now + 7300,
+                      reclaim_expired=True)  # fmt: skip
+        assert await store.claim(replace(claim, at=now + 60)) is None
+        got = await store.claim(replace(claim, at=now + 7200))
+        assert got is not None and (got.id.key, got.status) == ("held", "pending")
+        assert got.lease_until == now + 7300
+
     # -- expiry -------------------------------------------------------------------------
 
     async def test_expired_records_are_invisible_and_swept(self, store: Store) -> None:
