@@ -163,6 +163,11 @@ class Store(ABC):
     async def _close(self) -> None:
         """Release what the store created (override; called once)."""
 
+    def discard(self) -> None:
+        """Drop a store that was built but never used (nothing connected yet), without
+        the unclosed-store warning. A store that was used must be closed with `aclose`."""
+        self._closed = True
+
     async def aclose(self) -> None:
         """Close what this store created. Idempotent; never closes borrowed clients."""
         if self._closed:

@@ -60,6 +60,6 @@ def stores_from_urls(
                     raise ConfigurationError(f"tiers disagree on option {name!r}")
     except BaseException:
         for store in tiers.values():
-            store._closed = True  # nothing was opened yet: drop without warning
+            store.discard()  # nothing was opened yet
         raise
     return tiers, common
