@@ -142,6 +142,7 @@ class EncryptedStore:
         self._migrate = migrate
         self._ready = False
         self._index_keys: dict[str, bytes] = {}
+        self._key_checked: set[str] = set()
         self._sync_timeout = sync_timeout
         self._portal: Portal | None = None
         # Guards binding the home loop only: two first uses racing from two threads
@@ -344,6 +345,17 @@ class EncryptedStore:
         self._index_keys[self.tenant] = found_data
         return found_data
 
+    async def _check_key(self) -> None:
+        """Before this object's first write for its tenant, prove the key ring reads what
+        the tenant already stored (its blind-index key, if it has one): a wrong key then
+        fails before anything is written, not after a first batch landed."""
+        if self.tenant in self._index_keys or self.tenant in self._key_checked:
+            return
+        found = await self.get(self.record_id("", "", INDEX_KEY_KIND, _INDEX_KEY_ID))
+        if found is not None and len(found.data) == _INDEX_KEY_SIZE:
+            self._index_keys[self.tenant] = found.data
+        self._key_checked.add(self.tenant)
+
     @_at_home
     async def tokens(self, index: Mapping[str, Any]) -> frozenset[str]:
         """Blind-index tokens for exact-match lookup of `name == value` pairs.
@@ -413,8 +425,11 @@ class EncryptedStore:
             RecordTooLargeError: a body is above `max_record_bytes`.
             SerializationError: an index value is not JSON-serializable.
             StoreUnavailableError: the store failed (nothing or everything is written).
+            KeyUnavailableError, IntegrityError: the key ring cannot read what this
+                tenant stored (a wrong key): raised before anything is written.
         """
         await self._ensure_ready()
+        await self._check_key()
         records = [await self._seal(item) for item in items]
         return await self.store.put_many(records, if_absent=if_absent)
 
@@ -476,8 +491,12 @@ class EncryptedStore:
         Raises:
             ConflictError: `expected_version` did not match (0: the record exists).
             RecordTooLargeError, SerializationError, StoreUnavailableError.
+            KeyUnavailableError, IntegrityError: the key ring cannot read what this
+                tenant stored (a wrong key): raised before anything is written.
         """
         await self._ensure_ready()
+        if record_id.kind != INDEX_KEY_KIND:
+            await self._check_key()
         record = await self._seal(
             Write(record_id, data, sort, group, status, index, expires, lease_until)
         )
@@ -632,6 +651,7 @@ class EncryptedStore:
         """Delete every record of this tenant, its blind-index key included."""
         await self._ensure_ready()
         self._index_keys.pop(self.tenant, None)
+        self._key_checked.discard(self.tenant)
         return await self.store.delete_tenant(self.tenant)
 
     def __repr__(self) -> str:

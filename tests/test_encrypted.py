@@ -13,7 +13,9 @@ from checkpointers import (
     ConflictError,
     EncryptedStore,
     IntegrityError,
+    KeyUnavailableError,
     MemoryStore,
+    Query,
     RecordTooLargeError,
     SerializationError,
     SqliteStore,
@@ -172,3 +174,18 @@ async def test_copy_rebinds_bodies_to_the_target_thread() -> None:
     await store.put(moved)
     with pytest.raises(IntegrityError):
         await enc.get(source)
+
+
+async def test_a_wrong_key_fails_before_anything_is_written() -> None:
+    """With a key ring that cannot read what the tenant stored, the first write raises
+    before writing: nothing of it lands in the store."""
+    store = MemoryStore()
+    right = EncryptedStore(store, deterministic_key_ring())
+    await right.write([Write(right.record_id("t", "", "k", "a"), b"x", index={"u": 1})])
+    before = await store.find(Query(tenant=None))
+    wrong = EncryptedStore(store, deterministic_key_ring("another key"))
+    with pytest.raises(KeyUnavailableError):
+        await wrong.write([Write(wrong.record_id("t", "", "k", f"w{i}"), b"y") for i in range(3)])
+    with pytest.raises(KeyUnavailableError):
+        await wrong.put(wrong.record_id("t", "", "k", "p"), b"y")
+    assert await store.find(Query(tenant=None)) == before
