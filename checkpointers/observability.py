@@ -544,6 +544,9 @@ class InstrumentedStore(Store):
     async def ping(self) -> None:
         await self._call("ping", self.store.ping)
 
+    async def is_set_up(self) -> bool:
+        return await self._call("is_set_up", self.store.is_set_up)
+
     async def _close(self) -> None:
         if self._owns_store:
             await self.store.aclose()

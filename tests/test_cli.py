@@ -266,6 +266,30 @@ def test_health_passes_and_fails_on_a_broken_store_or_missing_key(
     assert [c["check"] for c in json.loads(keyless.stdout)["checks"] if not c["ok"]] == ["keys"]
 
 
+def test_health_fails_when_the_keys_cannot_read_the_stored_data(
+    db: Path, url: str, key_file: Path, tmp_path: Path
+) -> None:
+    """`health` with a key that wraps and unwraps fine but cannot read the tenant's data
+    exits 1 with a failing data check; with the right key it passes."""
+
+    async def index() -> None:
+        async with SqliteStore(db) as store:
+            enc = EncryptedStore(store, KeyRing.from_key_file(key_file), tenant=TENANT)
+            await enc.tokens({"user": "bob"})  # creates the tenant's blind-index key
+
+    asyncio.run(index())
+    other = tmp_path / "other.key"
+    assert run("keys", "generate", "--file", str(other)).exit_code == 0
+    wrong = run("--url", url, "--key-file", str(other), "--json", "health")
+    assert wrong.exit_code == 1, wrong.output
+    failed = [c for c in json.loads(wrong.stdout)["checks"] if not c["ok"]]
+    assert [c["check"] for c in failed] == ["data"]
+    assert "KeyUnavailableError" in failed[0]["error"]
+    right = run(*base(url, key_file), "--json", "health")
+    assert right.exit_code == 0, right.output
+    assert any(c["check"] == "data" and c["ok"] for c in json.loads(right.stdout)["checks"])
+
+
 def test_a_broken_store_exits_3_for_other_commands(tmp_path: Path) -> None:
     """A store that cannot be opened gives exit 3 and a one-line error."""
     (tmp_path / "dir.db").mkdir()

@@ -10,6 +10,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -31,9 +32,10 @@ from checkpointers.crypto.provider import KeyEncryptionKey
 from checkpointers.encrypted import DEFAULT_TENANT
 from checkpointers.errors import CheckpointersError, ConfigurationError, IntegrityError
 from checkpointers.maintenance import verify_records
-from checkpointers.record import RecordId
+from checkpointers.record import INDEX_KEY_KIND, Query, RecordId
 
 if TYPE_CHECKING:
+    from checkpointers.stores.base import Store
     from checkpointers.tiered import TieredStore
 
 __all__ = ["health_command", "verify_command"]
@@ -215,11 +217,23 @@ async def _check_keys(versions: list[KeyEncryptionKey]) -> None:
         raise IntegrityError("the key ring does not round-trip an envelope")
 
 
+async def _check_data(store: Store, versions: list[KeyEncryptionKey]) -> None:
+    """Decrypt one record of every tenant (its blind-index key) with the keys: a key
+    ring that cannot read the stored data is unhealthy, not only an unreachable one. A
+    store without a schema yet holds nothing to read."""
+    if not await store.is_set_up():
+        return
+    ring = KeyRing(versions)
+    for record in await store.find(Query(tenant=None, kind=INDEX_KEY_KIND)):
+        await ring.decrypt(record.body, record.id.aad(), record=record.id)
+
+
 def health_command(
     ctx: typer.Context,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per check.")] = 10.0,
 ) -> None:
-    """Ping every store and check the key ring wraps and unwraps; exit 0 or 1."""
+    """Ping every store, check the key ring wraps and unwraps and reads one record of
+    every tenant in every store; exit 0 or 1."""
     opts = options(ctx)
 
     async def run() -> int:
@@ -263,6 +277,11 @@ def health_command(
         else:
             ids = ", ".join(v.key_id for v in versions)
             await check("keys", ids, lambda: _check_keys(versions))
+            if all(c["ok"] for c in checks):
+                async with open_tiers(opts, migrate=False) as stores:
+                    for tier in stores.tiers:
+                        probe = partial(_check_data, tier.store, versions)
+                        await check("data", tier.label, probe)
         healthy = all(c["ok"] for c in checks)
 
         def lines() -> list[str]:

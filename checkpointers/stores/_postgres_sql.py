@@ -116,6 +116,8 @@ CREATE_MIGRATIONS: Final = (
     " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
 )
 CURRENT_VERSION: Final = "SELECT coalesce(max(version), 0) FROM {migrations}"
+# The schema name is a validated identifier (no quotes): safe inside the literal.
+IS_SET_UP: Final = "SELECT to_regclass('{records}') IS NOT NULL"
 MIGRATION_APPLIED: Final = "SELECT 1 FROM {migrations} WHERE version = $1"
 # A plain INSERT: applying a migration twice would fail on the primary key, not pass.
 RECORD_MIGRATION: Final = "INSERT INTO {migrations} (version, name) VALUES ($1, $2)"
@@ -301,6 +303,7 @@ class Statements:
     create_schema: str
     create_migrations: str
     current_version: str
+    is_set_up: str
     migration_applied: str
     record_migration: str
     get: str
@@ -341,6 +344,7 @@ def statements(schema: str) -> Statements:
     templates = {
         "create_schema": CREATE_SCHEMA, "create_migrations": CREATE_MIGRATIONS,
         "current_version": CURRENT_VERSION, "migration_applied": MIGRATION_APPLIED,
+        "is_set_up": IS_SET_UP,
         "record_migration": RECORD_MIGRATION, "get": GET, "get_many": GET_MANY,
         "get_keys": GET_KEYS, "upsert": UPSERT,
         "insert_if_absent": INSERT_IF_ABSENT, "update_if_version": UPDATE_IF_VERSION,

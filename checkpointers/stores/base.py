@@ -153,6 +153,11 @@ class Store(ABC):
     async def ping(self) -> None:
         """Raise `StoreUnavailableError` unless the backend answers."""
 
+    async def is_set_up(self) -> bool:
+        """Whether `setup()` has created this backend's schema (True for a backend that
+        has none). Raises `StoreUnavailableError` when it cannot tell."""
+        return True
+
     async def latest(self, query: Query) -> Record | None:
         """The record with the greatest `sort` matching `query`."""
         from dataclasses import replace

@@ -617,6 +617,10 @@ class PostgresStore(Store):
     async def ping(self) -> None:
         await self._run("ping", lambda c: c.fetchval(sql.PING), write=False)
 
+    async def is_set_up(self) -> bool:
+        statement = self._sql.is_set_up
+        return bool(await self._run("is_set_up", lambda c: c.fetchval(statement), write=False))
+
     async def _close(self) -> None:
         await self._group.aclose()
         if self._connect is None or self._pool is None:

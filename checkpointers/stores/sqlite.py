@@ -339,6 +339,10 @@ class SqliteStore(Store):
     async def ping(self) -> None:
         await self._read(lambda c: c.execute(sql.PING).fetchone())
 
+    async def is_set_up(self) -> bool:
+        (version,) = await self._read(lambda c: c.execute("PRAGMA user_version").fetchone())
+        return int(version) > 0
+
     async def _close(self) -> None:
         await self._group.aclose()
         loop = asyncio.get_running_loop()

@@ -414,6 +414,10 @@ class StoreContract:
         assert got is not None and (got.id.key, got.status) == ("dead", "pending")
         assert await store.claim(reclaim) is None
 
+    async def test_a_set_up_store_says_so(self, store: Store) -> None:
+        """`is_set_up` is True once `setup()` ran (the suite's stores are set up)."""
+        assert await store.is_set_up() is True
+
     async def test_claim_judges_leases_at_the_callers_time(self, store: Store) -> None:
         """With `at`, a lease is judged by the caller's clock, not the store's: a lease
         that has not ended by the store's clock is reclaimable at a later `at`."""

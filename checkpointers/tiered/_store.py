@@ -386,6 +386,9 @@ class TieredStore(Store):
             count += await self.archive.sweep(now=now, limit=limit)
         return count
 
+    async def is_set_up(self) -> bool:
+        return await self.durable.is_set_up()
+
     async def ping(self) -> None:
         await self.durable.ping()
         if self.archive is not None:

@@ -666,3 +666,13 @@ async def test_credential_accepts_tls_or_loopback(url: str, options: dict[str, A
 
     store = PostgresStore.from_url(url, credential=AsyncStaticTokenCredential(), **options)
     await store.aclose()
+
+
+async def test_is_set_up_tells_a_fresh_schema_from_a_migrated_one(
+    postgres_dsn: str, schema: str, stores: list[PostgresStore]
+) -> None:
+    """A schema setup() never ran on is not set up; after setup() it is."""
+    store = _open(stores, postgres_dsn, schema)
+    assert await store.is_set_up() is False
+    await store.setup()
+    assert await store.is_set_up() is True

@@ -34,3 +34,14 @@ async def test_existing_database_keeps_its_mode(tmp_path: Path) -> None:
     async with SqliteStore(path) as store:
         await store.setup()
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+async def test_is_set_up_tells_a_fresh_file_from_a_migrated_one(tmp_path: Path) -> None:
+    """A database file setup() never ran on is not set up; after setup() it is."""
+    store = SqliteStore(tmp_path / "fresh.db")
+    try:
+        assert await store.is_set_up() is False
+        await store.setup()
+        assert await store.is_set_up() is True
+    finally:
+        await store.aclose()
