@@ -2,7 +2,11 @@
 
 ``P`` is the key prefix and ``T`` = ``P{<tenant>,<thread>}`` a thread's key base: every
 key of one thread starts with ``T``, so all of them share one cluster slot.
-``P{<tenant>}:threads`` lists a tenant's threads and ``P:tenants`` the tenants.
+``P{<tenant>}:threads`` lists a tenant's threads and ``P:tenants`` the tenants, each a lex
+set with an expiry set beside it in its slot (``P{<tenant>}:threads:e``,
+``P{P:tenants}:e``: a hash tag naming exactly the lex set's name shares its slot).
+``P{<tenant>,}`` (thread ``""``) is the tenant's own key base: its records (the
+blind-index key) live as long as the tenant.
 
 Tenant and thread are escaped (``%``, ``{``, ``}`` and ``,`` become ``%XX``) so user ids
 can neither inject a hash tag nor collide; the prefix admits no brace and no glob
@@ -17,6 +21,7 @@ from checkpointers.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "expiry_key",
     "parse_prefix",
     "straggler_pattern",
     "tenants_key",
@@ -54,6 +59,13 @@ def threads_key(prefix: str, tenant: str) -> str:
 def tenants_key(prefix: str) -> str:
     """The lex set of tenants."""
     return f"{prefix}tenants"
+
+
+def expiry_key(prefix: str, tenant: str | None) -> str:
+    """The expiry set beside `threads_key` (or `tenants_key` for None), in the same slot."""
+    if tenant is None:
+        return f"{prefix}{{{tenants_key(prefix)}}}:e"
+    return threads_key(prefix, tenant) + ":e"
 
 
 def straggler_pattern(prefix: str, tenant: str) -> str:

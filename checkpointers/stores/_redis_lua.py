@@ -17,17 +17,30 @@ key                            type    content
 ``T:L:<kind>``                 zset    score lease_until, members ``sort\\0ns\\0key``
 ``T:e``                        zset    score expires_at, members ``ns\\0kind\\0key``
 ``T:q``                        hash    recent claim operation ids -> claimed member
+``T:life``                     string  tenant's lifetime (only under the tenant's key
+                                       base ``P{<tenant>,}``): epoch ms or ``inf``
 =============================  ======  ============================================
+
+Listings (see `checkpointers.stores._redis_keys`): a lex set of members (score 0, paged
+by name) and next to it an expiry set scoring each member by the epoch ms it lives
+until (``+inf``: never; ``-inf``: follows the tenant).
 
 ``lp(s)`` is ``<byte length>:<s>``, so the parts of a name cannot run into each other;
 record fields never hold NUL, so NUL-joined members are unambiguous and sort like the
 tuples they encode. Nothing a user supplies is formatted into a script: it arrives as
 ``ARGV``. Strings are compared byte by byte (`lt`), never with Lua's ``<`` (strcoll).
 
-Expiry: a record's ``expires_at`` becomes PEXPIREAT on its hash; every index key gets
-the latest expiry of its members (none if one member has none), so once every record
-has expired the index keys are gone too. Members of a record that Redis expired are
-pruned when a script meets them, through the registry, and by the sweep (``PRUNE``).
+Expiry: a record's ``expires_at`` becomes PEXPIREAT on its hash. The other keys of a
+thread live as long as its longest-lived record (none if one record has none): each
+mutating script reads PTTL of ``T:m`` once, and only when the thread expires does it set
+PEXPIREAT (to the max of the current and the new expiry, only ever extended) on the
+keys it wrote; a thread that never expires costs no expiry work. The listing sets live
+as long as their longest-lived member (in whole seconds, rounded up) and drop expired
+members as they are written;
+the tenant's lifetime also keeps the tenant's own records (the blind-index key, written
+without expiry in thread ``""``) alive, through ``T:life``. Members of a record that
+Redis expired are pruned when a script meets them, through the registry, and by the
+sweep (``PRUNE``). Keys written before this layout keep the lifetime they had.
 """
 
 from __future__ import annotations
@@ -37,6 +50,7 @@ __all__ = [
     "DELETE",
     "DELETE_THREAD",
     "FIND",
+    "FOLLOW",
     "GET",
     "LIST",
     "PRUNE",
@@ -47,11 +61,19 @@ __all__ = [
 
 _PRELUDE = r"""
 local T = KEYS[1]
-local tm = redis.call('TIME')
-local NOW_MS = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+local NOW_MS = nil
+-- Server time in epoch ms, read once and only when a script needs it.
+local function now_ms()
+  if not NOW_MS then
+    local tm = redis.call('TIME')
+    NOW_MS = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+  end
+  return NOW_MS
+end
 
 local function lp(s) return #s .. ':' .. s end
 local function rkey(ns, kind, key) return T .. ':r:' .. lp(ns) .. lp(kind) .. key end
+local function fmt(ms) return string.format('%d', ms) end
 
 local function split(s)
   local out, i = {}, 1
@@ -74,46 +96,54 @@ end
 
 local function opt(s) if s == '' then return nil end return string.sub(s, 2) end
 local function exp_ms(e) if e == '' then return 0 end return math.floor(tonumber(e) * 1000) end
+-- Lifetimes of listings and tenants are counted in whole seconds (rounded up): they grow,
+-- and cost a listing update, at most once a second per thread, not at every write.
+local function coarse(ms) if ms <= 0 then return ms end return math.ceil(ms / 1000) * 1000 end
 
--- Give `key` the expiry `ms` (0: none) unless it already lives longer.
--- `pttl` is PTTL of the key before the write (-2 absent, -1 no expiry).
-local function keep_until(key, pttl, ms)
-  if ms == 0 then
-    if pttl >= 0 then redis.call('PERSIST', key) end
-  elseif pttl == -2 or (pttl >= 0 and NOW_MS + pttl < ms) then
-    redis.call('PEXPIREAT', key, string.format('%d', ms))
-  end
+-- The index keys under key base `b` of the record `id` with registry entry `v`.
+local function keys_of(b, id, v)
+  local p, r = split(id), split(v)
+  local out = {b .. ':k:' .. p[2], b .. ':x:' .. lp(p[2]) .. p[1], b .. ':c:' .. lp(p[2]) .. r[3]}
+  if r[2] ~= '' then out[#out + 1] = b .. ':g:' .. r[2] end
+  if r[4] == '1' then out[#out + 1] = b .. ':L:' .. p[2] end
+  return out
 end
 
-local function zadd(key, score, member, ms)
-  local pttl = redis.call('PTTL', key)
-  redis.call('ZADD', key, score, member)
-  keep_until(key, pttl, ms)
+-- Index additions are queued and sent at the end, one ZADD per key and one HSET of the
+-- registry for all records of the script (`flush`); `TOUCHED` names the keys added to.
+local ZQ, ZN, MQ, PEND, TOUCHED = {}, {}, {}, {}, {}
+local function flush()
+  for _, k in ipairs(ZN) do redis.call('ZADD', k, unpack(ZQ[k])) end
+  if #MQ > 0 then redis.call('HSET', T .. ':m', unpack(MQ)) end
+  ZQ, ZN, MQ, PEND = {}, {}, {}, {}
+end
+local function zq(key, score, member)
+  local q = ZQ[key]
+  if not q then q = {}; ZQ[key] = q; ZN[#ZN + 1] = key; TOUCHED[key] = true end
+  q[#q + 1] = score
+  q[#q + 1] = member
+  if #q >= 2000 then flush() end
 end
 
 local function index(ns, kind, key, sort, group, status, lease, e)
   local id = ns .. '\0' .. kind .. '\0' .. key
-  local ms = exp_ms(e)
   local sk = sort .. '\0' .. ns .. '\0' .. key
-  zadd(T .. ':k:' .. kind, 0, sk, ms)
-  zadd(T .. ':x:' .. lp(kind) .. ns, 0, sort .. '\0' .. key, ms)
-  zadd(T .. ':c:' .. lp(kind) .. status, 0, sk, ms)
-  if group ~= '' then zadd(T .. ':g:' .. group, 0, sort .. '\0' .. id, ms) end
-  if lease ~= '' then zadd(T .. ':L:' .. kind, lease, sk, ms) end
-  if e ~= '' then zadd(T .. ':e', e, id, ms) end
-  local m = T .. ':m'
-  local pttl = redis.call('PTTL', m)
+  zq(T .. ':k:' .. kind, 0, sk)
+  zq(T .. ':x:' .. lp(kind) .. ns, 0, sort .. '\0' .. key)
+  zq(T .. ':c:' .. lp(kind) .. status, 0, sk)
+  if group ~= '' then zq(T .. ':g:' .. group, 0, sort .. '\0' .. id) end
+  if lease ~= '' then zq(T .. ':L:' .. kind, lease, sk) end
+  if e ~= '' then zq(T .. ':e', e, id) end
   local flag = ''
   if lease ~= '' then flag = '1' end
-  redis.call('HSET', m, id, sort .. '\0' .. group .. '\0' .. status .. '\0' .. flag)
-  keep_until(m, pttl, ms)
-  -- T:e must outlive every index entry it lets the sweep find: it lives as the registry.
-  local left = redis.call('PTTL', m)
-  if left == -1 then redis.call('PERSIST', T .. ':e')
-  else redis.call('PEXPIRE', T .. ':e', left) end
+  MQ[#MQ + 1] = id
+  MQ[#MQ + 1] = sort .. '\0' .. group .. '\0' .. status .. '\0' .. flag
+  PEND[id] = true
+  if #MQ >= 2000 then flush() end
 end
 
 local function unindex(id)
+  if PEND[id] then flush() end
   local m = T .. ':m'
   local v = redis.call('HGET', m, id)
   if not v then return end
@@ -129,6 +159,103 @@ local function unindex(id)
   redis.call('HDEL', m, id)
 end
 
+-- Give every key of the thread under `b` (registry, indexes, expiry set; with `records`
+-- also the record hashes and ``b:life``) the lifetime `ms` (0: none).
+local function set_life(b, ms, records)
+  local m = b .. ':m'
+  local flat = redis.call('HGETALL', m)
+  local seen = {[m] = true, [b .. ':e'] = true}
+  if records then seen[b .. ':life'] = true end
+  for i = 1, #flat, 2 do
+    for _, k in ipairs(keys_of(b, flat[i], flat[i + 1])) do seen[k] = true end
+    if records then
+      local p = split(flat[i])
+      seen[b .. ':r:' .. lp(p[1]) .. lp(p[2]) .. p[3]] = true
+    end
+  end
+  for k in pairs(seen) do
+    if ms == 0 then redis.call('PERSIST', k) else redis.call('PEXPIREAT', k, fmt(ms)) end
+  end
+end
+
+-- Send the queued index additions and settle the thread's expiry. `before` is PTTL of
+-- T:m before the script wrote (-2: a new thread, -1: a thread that never expires), `ms`
+-- the latest expiry of what the script wrote (0: something never expires). Keys of a
+-- thread that never expires get no expiry work. Returns the thread's lifetime when it
+-- is new or changed (0: never), nil when it stayed as it was.
+local function settle(before, ms)
+  flush()
+  if before == -1 then return nil end
+  if ms == 0 then
+    if before >= 0 then set_life(T, 0, false) end
+    return 0
+  end
+  local at, changed = ms, true
+  if before >= 0 and now_ms() + before >= ms then at, changed = now_ms() + before, false end
+  TOUCHED[T .. ':m'] = true
+  for k in pairs(TOUCHED) do redis.call('PEXPIREAT', k, fmt(at)) end
+  if changed then return at end
+  return nil
+end
+
+-- List `member` in the lex set `key` and the expiry set `ekey` until `ms` (0: never, -1:
+-- follows the tenant), scores only ever raised; drop members that expired; both keys live
+-- as long as their longest-lived member. Returns the new lifetime if it grew (0: never).
+local function list(key, ekey, member, ms)
+  local top = redis.call('ZREVRANGE', ekey, 0, 0, 'WITHSCORES')
+  local old, legacy = nil, #top == 0
+  if legacy then
+    local p = redis.call('PTTL', key)  -- a lex set written before the expiry set existed
+    if p == -1 then old = 0 elseif p >= 0 then old = now_ms() + p end
+  elseif top[2] == 'inf' then old = 0
+  elseif top[2] ~= '-inf' then old = tonumber(top[2]) end
+  local score = '-inf'
+  if ms == 0 then score = '+inf' elseif ms > 0 then score = fmt(ms) end
+  redis.call('ZADD', key, 0, member)
+  redis.call('ZADD', ekey, 'GT', score, member)
+  local new = old
+  if ms == 0 or old == 0 then new = 0
+  elseif ms > 0 and (old == nil or ms > old) then new = ms end
+  if ms > 0 then
+    local gone = redis.call('ZRANGEBYSCORE', ekey, '(-inf', fmt(now_ms()), 'LIMIT', 0, 100)
+    if #gone > 0 then
+      redis.call('ZREM', key, unpack(gone))
+      redis.call('ZREM', ekey, unpack(gone))
+    end
+  end
+  if new ~= old then
+    if new == 0 then
+      redis.call('PERSIST', key)
+      redis.call('PERSIST', ekey)
+    else
+      redis.call('PEXPIREAT', key, fmt(new))
+      redis.call('PEXPIREAT', ekey, fmt(new))
+    end
+    return new
+  end
+  if legacy and old and old > 0 then redis.call('PEXPIREAT', ekey, fmt(old)) end
+  return nil
+end
+
+-- Extend the tenant's lifetime, kept at ``b:life`` under the tenant's key base `b`, to
+-- `ms` (0: never); when it grew, the keys of the tenant's own records follow it. A tenant
+-- without own records has nothing to keep alive (one written later gets the lifetime
+-- at the tenant's next write that extends it).
+local function live_until(b, ms)
+  if redis.call('EXISTS', b .. ':m') == 0 then return end
+  local cur = redis.call('GET', b .. ':life')
+  if cur == 'inf' or (cur and ms ~= 0 and tonumber(cur) >= ms) then return end
+  if ms == 0 then redis.call('SET', b .. ':life', 'inf')
+  else redis.call('SET', b .. ':life', fmt(ms)) end
+  set_life(b, ms, true)
+end
+
+-- Records written under the tenant's key base follow the lifetime it already has.
+local function follow_tenant(b)
+  local cur = redis.call('GET', b .. ':life')
+  if cur == 'inf' then set_life(b, 0, true) elseif cur then set_life(b, tonumber(cur), true) end
+end
+
 local function load(ns, kind, key)
   local flat = redis.call('HGETALL', rkey(ns, kind, key))
   if #flat == 0 then return nil end
@@ -139,13 +266,14 @@ end
 
 local function live(h, now) return h.e == '' or tonumber(h.e) > now end
 
--- Row version of the record if it is live, and as stored (0 when absent).
-local function current(rk, now)
-  local r = redis.call('HMGET', rk, 'v', 'e')
-  if not r[1] then return 0, 0 end
+-- Row version of the record if it is live, as stored (0 when absent), and its expiry;
+-- `r` is HMGET of its 'v', 'e' when the caller read them already.
+local function current(rk, now, r)
+  r = r or redis.call('HMGET', rk, 'v', 'e')
+  if not r[1] then return 0, 0, '' end
   local stored = tonumber(r[1])
-  if r[2] ~= '' and tonumber(r[2]) <= now then return 0, stored end
-  return stored, stored
+  if r[2] ~= '' and tonumber(r[2]) <= now then return 0, stored, r[2] end
+  return stored, stored, r[2]
 end
 
 -- One string per record: the routing fields NUL-joined (they never hold NUL), then the
@@ -160,30 +288,31 @@ end
 #: record: ns, kind, key, body, sort, group, status, tokens, expires_at,
 #: lease_until, version, updated_at ("" for none; a version and updated_at given are
 #: kept as they are, for replication; mode copy leaves a record whose stored version is
-#: higher untouched). Records are applied in turn. Returns {1, version of each record}
-#: (false where one was left as it was), or {0, current version} for a failed cas.
-#: A retry of an applied operation answers each record's version as the operation left
-#: it (false for a record it skipped, or that a later write replaced since).
+#: higher untouched), then "f" when the records are the tenant's own (they live as long
+#: as the tenant, see `live_until`) or "". Records are applied in turn. Returns
+#: {1, version of each record} (false where one was left as it was), or
+#: {0, current version} for a failed cas. A retry of an applied operation answers each
+#: record's version as the operation left it (false for a record it skipped, or that a
+#: later write replaced since).
 #:
-#: On a single server (not a cluster) the listing step rides along: with KEYS[2] (the
-#: tenants set) and KEYS[3] (the tenant's threads set), three more ARGV after the
-#: records (tenant, thread, expiry) list the thread as TOUCH would, in the same script.
+#: On a single server (not a cluster) the listing step rides along: with KEYS[2..6] (the
+#: tenants set and its expiry set, the tenant's threads set and its expiry set, the
+#: tenant's key base), two more ARGV (tenant, thread) list the thread as TOUCH and
+#: FOLLOW would, in the same script, and only when the thread is new or its lifetime grew.
 WRITE = (
     _PRELUDE
     + r"""
 local now = tonumber(ARGV[1])
 local mode, n = ARGV[2], tonumber(ARGV[4])
-if #KEYS == 3 then
-  local at = 5 + n * 12
-  zadd(KEYS[2], 0, ARGV[at + 1], exp_ms(ARGV[at + 3]))
-  zadd(KEYS[3], 0, ARGV[at + 2], exp_ms(ARGV[at + 3]))
-end
+local tail = 5 + n * 12
+local own = ARGV[tail + 1] == 'f'
 local function ident(i)
   local o = 5 + i * 12
   return ARGV[o + 1] .. '\0' .. ARGV[o + 2] .. '\0' .. ARGV[o + 3]
 end
-local done = redis.call('HMGET', rkey(ARGV[6], ARGV[7], ARGV[8]), 'o', 'v')
-if ARGV[5] ~= '' and done[1] == ARGV[5] then
+-- The first record's version and expiry serve the retry check, cas and its own write.
+local first = redis.call('HMGET', rkey(ARGV[6], ARGV[7], ARGV[8]), 'v', 'e', 'o')
+if ARGV[5] ~= '' and first[3] == ARGV[5] then
   local left, seen, out = {}, {}, {1}
   for i = 0, n - 1 do left[ident(i)] = (left[ident(i)] or 0) + 1 end
   for i = 0, n - 1 do
@@ -201,15 +330,21 @@ if ARGV[5] ~= '' and done[1] == ARGV[5] then
   return out
 end
 if mode == 'cas' then
-  local cur = current(rkey(ARGV[6], ARGV[7], ARGV[8]), now)
+  local cur = current(nil, now, first)
   if cur ~= tonumber(ARGV[3]) then return {0, cur} end
 end
-local out = {1}
+local before = redis.call('PTTL', T .. ':m')
+-- Registry entries without a record hash exist only for records Redis expired, whose
+-- ids T:e holds: without T:e, a record that is absent has no index entries to remove.
+local stale = nil
+local out, latest = {1}, -1
 for i = 0, n - 1 do
   local o = 5 + i * 12
   local ns, kind, key = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
   local rk = rkey(ns, kind, key)
-  local cur, stored = current(rk, now)
+  local read = nil
+  if i == 0 then read = first end
+  local cur, stored, olde = current(rk, now, read)
   local keep = mode == 'absent' and cur > 0
   -- A copy never goes back in version: a stored higher version stays.
   if mode == 'copy' and stored > tonumber(ARGV[o + 11]) then keep = true end
@@ -219,21 +354,44 @@ for i = 0, n - 1 do
     local u = ARGV[o + 12]
     if u == '' then u = ARGV[1] end
     local e, lease = ARGV[o + 9], ARGV[o + 10]
-    unindex(ns .. '\0' .. kind .. '\0' .. key)
-    redis.call('DEL', rk)
+    if stored == 0 and stale == nil then
+      stale = before ~= -2 and redis.call('EXISTS', T .. ':e') == 1
+    end
+    if stored > 0 or stale then unindex(ns .. '\0' .. kind .. '\0' .. key) end
     local ms = exp_ms(e)
-    if ms == 0 or ms > NOW_MS then
+    if ms ~= 0 and ms <= now_ms() then
+      if stored > 0 then redis.call('DEL', rk) end
+    else
       local d = ''
       if e ~= '' then d = string.format('%.17g', tonumber(e) - now) end
+      -- Every field is written, so the hash needs no DEL first; only its expiry changes.
       redis.call('HSET', rk, 'ns', ns, 'kd', kind, 'k', key, 'b', ARGV[o + 4],
         's', ARGV[o + 5], 'g', ARGV[o + 6], 'st', ARGV[o + 7], 'tk', ARGV[o + 8],
         'e', e, 'l', lease, 'v', tostring(v), 'u', u, 'd', d, 'o', ARGV[5])
-      if ms ~= 0 then redis.call('PEXPIREAT', rk, string.format('%d', ms)) end
+      if ms ~= 0 then redis.call('PEXPIREAT', rk, fmt(ms))
+      elseif olde ~= '' then redis.call('PERSIST', rk) end
       index(ns, kind, key, ARGV[o + 5], ARGV[o + 6], ARGV[o + 7], lease, e)
+      if ms == 0 or latest == 0 then latest = 0 elseif ms > latest then latest = ms end
     end
     out[#out + 1] = v
   else
     out[#out + 1] = false
+  end
+end
+local life = nil
+if latest >= 0 then life = settle(before, latest) else flush() end
+if own then follow_tenant(T) end
+if #KEYS == 6 then
+  local tenant, thread = ARGV[tail + 2], ARGV[tail + 3]
+  if own then
+    list(KEYS[4], KEYS[5], thread, -1)
+    list(KEYS[2], KEYS[3], tenant, -1)
+  elseif life then
+    local grown = list(KEYS[4], KEYS[5], thread, coarse(life))
+    if grown then
+      list(KEYS[2], KEYS[3], tenant, grown)
+      live_until(KEYS[6], grown)
+    end
   end
 end
 return out
@@ -261,6 +419,7 @@ if ARGV[3] ~= '1' then
   end
   return out
 end
+local before, latest = redis.call('PTTL', T .. ':m'), -1
 for i = 0, tonumber(ARGV[4]) - 1 do
   local ns, kind, key = ARGV[5 + i * 3], ARGV[6 + i * 3], ARGV[7 + i * 3]
   local h = load(ns, kind, key)
@@ -272,12 +431,14 @@ for i = 0, tonumber(ARGV[4]) - 1 do
       h.e = e
       local rk = rkey(ns, kind, key)
       redis.call('HSET', rk, 'e', e)
-      redis.call('PEXPIREAT', rk, string.format('%d', exp_ms(e)))
+      redis.call('PEXPIREAT', rk, fmt(exp_ms(e)))
       index(ns, kind, key, h.s, h.g, h.st, h.l, e)
+      if exp_ms(e) > latest then latest = exp_ms(e) end
     end
   end
   if h then out[#out + 1] = reply(h) else out[#out + 1] = false end
 end
+if latest > 0 then settle(before, latest) end
 return out
 """
 )
@@ -401,10 +562,12 @@ for _, id in ipairs(dead) do unindex(id) end
 if not best then return false end
 local p = split(best)
 local ns, key = p[2], p[3]
+local before = redis.call('PTTL', T .. ':m')
 unindex(ns .. '\0' .. kind .. '\0' .. key)
 bh.st, bh.l, bh.v, bh.u = ARGV[3], ARGV[4], tostring(tonumber(bh.v) + 1), ARGV[1]
 redis.call('HSET', rkey(ns, kind, key), 'st', bh.st, 'l', bh.l, 'v', bh.v, 'u', bh.u)
 index(ns, kind, key, bh.s, bh.g, bh.st, bh.l, bh.e)
+settle(before, exp_ms(bh.e))
 if redis.call('HLEN', q) >= 1000 then redis.call('DEL', q) end
 redis.call('HSET', q, op, best)
 local left = redis.call('PTTL', T .. ':m')
@@ -441,7 +604,7 @@ for _, id in ipairs(redis.call('HKEYS', T .. ':m')) do
   count = count + redis.call('DEL', rkey(p[1], p[2], p[3]))
   unindex(id)
 end
-redis.call('DEL', T .. ':m', T .. ':e', T .. ':q')
+redis.call('DEL', T .. ':m', T .. ':e', T .. ':q', T .. ':life')
 return count
 """
 )
@@ -469,12 +632,27 @@ return redis.call('HKEYS', T .. ':m')
 """
 )
 
-#: Add ARGV[1] to the lex set KEYS[1] (tenants, or threads of a tenant) and keep the set
-#: at least until ARGV[2] (epoch seconds; "" for ever).
+#: List ARGV[1] in the lex set KEYS[1] (tenants, or threads of a tenant) and its expiry
+#: set KEYS[2] until ARGV[2] (epoch seconds; "" for ever; "f" following the tenant), see
+#: `list`. Returns the set's new lifetime in epoch ms if it grew (0: never), else false.
 TOUCH = (
     _PRELUDE
     + r"""
-zadd(KEYS[1], 0, ARGV[1], exp_ms(ARGV[2]))
+local e = ARGV[2]
+local ms = -1
+if e ~= 'f' then ms = coarse(exp_ms(e)) end
+local grown = list(KEYS[1], KEYS[2], ARGV[1], ms)
+if grown then return grown end
+return false
+"""
+)
+
+#: Keep the tenant's own records (under the tenant's key base KEYS[1]) alive at least
+#: until ARGV[1] (epoch seconds, "" for ever), see `live_until`.
+FOLLOW = (
+    _PRELUDE
+    + r"""
+live_until(T, coarse(exp_ms(ARGV[1])))
 return 1
 """
 )
@@ -484,6 +662,7 @@ SCRIPTS: dict[str, str] = {
     "delete": DELETE,
     "delete_thread": DELETE_THREAD,
     "find": FIND,
+    "follow": FOLLOW,
     "get": GET,
     "list": LIST,
     "prune": PRUNE,

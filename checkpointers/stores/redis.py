@@ -7,19 +7,24 @@ Layout (``P`` is the key prefix, ``T`` = ``P{<tenant>,<thread>}`` the thread's k
   its indexes are sorted sets next to it (see `checkpointers.stores._redis_lua`), and
   every multi-key update is one Lua script on that slot.
 * ``P{<tenant>}:threads`` (lex set of the tenant's threads) and ``P:tenants`` (lex set
-  of tenants) serve the cross-thread operations. On one server the WRITE script lists
-  the thread itself, in the same atomic step as the write. On a cluster they live in
-  other slots, so they are updated in a separate step, sent with the thread's script:
-  a failure between the two leaves a thread listed without records (pruned later),
-  never records that no listing reaches once the write is retried.
+  of tenants) serve the cross-thread operations; an expiry set beside each scores its
+  members by how long they live. On one server the WRITE script lists the thread
+  itself, in the same atomic step as the write, and only when the thread is new or
+  its lifetime grew. On a cluster they live in other slots, so they are updated in a
+  separate step, sent with the thread's script: a failure between the two leaves a
+  thread listed without records (pruned later), never records that no listing reaches
+  once the write is retried.
 
 Tenant and thread are escaped so user ids can neither inject a hash tag nor collide
 (see `checkpointers.stores._redis_keys`). No ``KEYS`` and no ``SCAN`` on any path but
 `delete_tenant`, which scans for keys of the tenant's threads that no listing names.
 
-Expiry: ``expires_at`` becomes PEXPIREAT on the record; index keys and the listing sets
-keep the latest expiry of their members, so expired data leaves no keys behind;
-`sweep` and the reads prune index entries of records Redis already expired.
+Expiry: ``expires_at`` becomes PEXPIREAT on the record; the other keys of a thread live
+as long as its longest-lived record, the listing sets as long as their longest-lived
+member (expired members are dropped as the sets are written), and the tenant's own
+records (its blind-index key, written without expiry) as long as the tenant: once
+every record has expired no key of the prefix is left. Without expiry, no expiry work
+is done. `sweep` and the reads prune index entries of records Redis already expired.
 
 `put_many` is all-or-none on a single server (MULTI); on a cluster it is atomic per
 thread only. The scripts derive key names inside the thread's slot from ``KEYS[1]``.
@@ -37,13 +42,14 @@ from redis.asyncio.cluster import RedisCluster
 
 from checkpointers.errors import ConfigurationError, ConflictError, StoreUnavailableError
 from checkpointers.options import parse_bool, parse_positive_int, parse_seconds
-from checkpointers.record import Claim, Query, Record, RecordId
+from checkpointers.record import INDEX_KEY_KIND, Claim, Query, Record, RecordId
 from checkpointers.stores._group_commit import GroupCommit
 from checkpointers.stores._redis_client import Client, connect, endpoint
 from checkpointers.stores._redis_errors import retrying
 from checkpointers.stores._redis_eval import BATCH, Call, Scripts
 from checkpointers.stores._redis_keys import (
     DEFAULT_PREFIX,
+    expiry_key,
     parse_prefix,
     straggler_pattern,
     tenants_key,
@@ -64,6 +70,12 @@ from checkpointers.stores.base import Store
 __all__ = ["RedisStore", "parse_prefix"]
 
 T = TypeVar("T")
+
+
+def _own(record: Record) -> bool:
+    """A record of the tenant itself (its blind-index key): it lives as the tenant does."""
+    rid = record.id
+    return rid.thread == "" and rid.kind == INDEX_KEY_KIND and record.expires_at is None
 
 
 class RedisStore(Store):
@@ -112,6 +124,7 @@ class RedisStore(Store):
         self._scripts = Scripts(client)
         self._endpoint = endpoint(client)  # host:port, named when it cannot be reached
         self._tenants_key = tenants_key(self.prefix)
+        self._tenants_expiry = expiry_key(self.prefix, None)
         # Batches arriving while two are in flight go out merged, in one pipeline.
         self._group = GroupCommit(self._put_many_now)
 
@@ -198,26 +211,35 @@ class RedisStore(Store):
         return await self._io(what, run, write=write)
 
     def _writes(
-        self, tenant: str, thread: str, expires: float | None, args: list[Any]
+        self, tenant: str, thread: str, group: Sequence[Record], args: list[Any]
     ) -> list[Call]:
-        """The calls writing one thread's records (WRITE `args`) and listing the thread.
+        """The calls writing one thread's records `group` (WRITE `args`) and listing it.
 
         On one server the listing rides in the WRITE script itself (one script, one
         atomic step); a cluster keeps the listing sets in other slots, so it gets the
-        two TOUCH calls first.
+        TOUCH and FOLLOW calls first.
         """
         tag = self._tag(tenant, thread)
+        own = all(_own(r) for r in group)
+        args = [*args, "f" if own else ""]
         if self._cluster:
+            expires = "f" if own else num(latest([r.expires_at for r in group]))
             return [*self._touches(tenant, thread, expires), ("write", tag, args)]
-        keys = (tag, self._tenants_key, self._threads_key(tenant))
-        return [("write", keys, [*args, tenant, thread, num(expires)])]
+        keys = (tag, self._tenants_key, self._tenants_expiry, self._threads_key(tenant),
+                expiry_key(self.prefix, tenant), self._tag(tenant, ""))  # fmt: skip
+        return [("write", keys, [*args, tenant, thread])]
 
-    def _touches(self, tenant: str, thread: str, expires: float | None) -> list[Call]:
-        exp = num(expires)
-        return [
-            ("touch", self._tenants_key, [tenant, exp]),
-            ("touch", self._threads_key(tenant), [thread, exp]),
-        ]
+    def _touches(self, tenant: str, thread: str, expires: str) -> list[Call]:
+        """List the thread and its tenant until `expires` (`num`, or "f": follows the
+        tenant), and keep the tenant's own records alive as long."""
+        calls: list[Call] = [
+            ("touch", (self._tenants_key, self._tenants_expiry), [tenant, expires]),
+            ("touch", (self._threads_key(tenant), expiry_key(self.prefix, tenant)),
+             [thread, expires]),
+        ]  # fmt: skip
+        if expires != "f":
+            calls.append(("follow", self._tag(tenant, ""), [expires]))
+        return calls
 
     async def _members(self, key: str) -> list[str]:
         """Every member of a lex set, in order."""
@@ -250,7 +272,7 @@ class RedisStore(Store):
             return None
         record = decode_row(rid.tenant, rid.thread, rows[0])
         if self._refresh and record.expires_at is not None:
-            touches = self._touches(rid.tenant, rid.thread, record.expires_at)
+            touches = self._touches(rid.tenant, rid.thread, num(record.expires_at))
             await self._eval("refresh", touches)
         return record
 
@@ -281,7 +303,7 @@ class RedisStore(Store):
                 r.expires_at for p in positions if (r := out[p]) is not None and r.expires_at
             ]
             if self._refresh and expiries:
-                touches += self._touches(tenant, thread, max(expiries))
+                touches += self._touches(tenant, thread, num(max(expiries)))
         if touches:
             await self._eval("refresh", touches)
         return out
@@ -290,7 +312,7 @@ class RedisStore(Store):
         rid = record.id
         mode, expected = ("put", "") if expected_version is None else ("cas", expected_version)
         args = [num(time.time()), mode, expected, 1, new_op(), *encode_record(record)]
-        calls = self._writes(rid.tenant, rid.thread, record.expires_at, args)
+        calls = self._writes(rid.tenant, rid.thread, [record], args)
         ok, version = (await self._eval("put", calls, write=True))[-1][:2]
         if not ok:
             raise ConflictError(
@@ -330,8 +352,7 @@ class RedisStore(Store):
             args: list[Any] = [now, mode, "", len(group), op]
             for record in group:
                 args += encode_record(record, exact=mode == "copy")
-            expires = latest([r.expires_at for r in group])
-            calls += self._writes(tenant, thread, expires, args)
+            calls += self._writes(tenant, thread, group, args)
             replies.append(len(calls) - 1)
         results = await self._eval(what, calls, write=True, atomic=True)
         out: list[int | None] = [None] * len(records)
@@ -396,11 +417,12 @@ class RedisStore(Store):
         threads = await self._members(self._threads_key(tenant))
         calls: list[Call] = [("delete_thread", self._tag(tenant, th), []) for th in threads]
         count = sum(await self._eval("delete_tenant", calls)) if calls else 0
-        listing = (self._threads_key(tenant), self._tenants_key)
 
         async def unlist() -> None:
-            await self._client.delete(listing[0])
-            await self._client.zrem(listing[1], tenant)
+            await self._client.delete(self._threads_key(tenant))
+            await self._client.delete(expiry_key(self.prefix, tenant))
+            await self._client.zrem(self._tenants_key, tenant)
+            await self._client.zrem(self._tenants_expiry, tenant)
 
         await self._io("delete_tenant", unlist)
         pattern = straggler_pattern(self.prefix, tenant)
@@ -498,13 +520,15 @@ class RedisStore(Store):
 
     async def _unlist(self, tenant: str, threads: Sequence[str]) -> None:
         """Drop threads without records from the tenant's listing, and the tenant if empty."""
-        key = self._threads_key(tenant)
+        key, expiry = self._threads_key(tenant), expiry_key(self.prefix, tenant)
 
         async def run() -> None:
             if threads:
                 await self._client.zrem(key, *threads)
+                await self._client.zrem(expiry, *threads)
             if not await self._client.exists(key):
                 await self._client.zrem(self._tenants_key, tenant)
+                await self._client.zrem(self._tenants_expiry, tenant)
 
         await self._io("listing", run)
 

@@ -90,12 +90,12 @@ async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.
 
 
 async def _shape(client: Redis, prefix: str) -> list[tuple[bytes, bytes, int]]:
-    """Keys under `prefix` (prefix cut off) with their type and size."""
+    """Keys under `prefix` (prefix cut off, and named P inside) with their type and size."""
     out = []
     for key in await _keys(client, prefix):
         kind = await client.type(key)
-        size = {b"zset": client.zcard, b"hash": client.hlen}[kind](key)
-        out.append((key[len(prefix) :], kind, int(await size)))
+        size = {b"zset": client.zcard, b"hash": client.hlen, b"string": client.strlen}[kind](key)
+        out.append((key[len(prefix) :].replace(prefix.encode(), b"P"), kind, int(await size)))
     return out
 
 
