@@ -1,5 +1,6 @@
-"""RedisStore expiry under LangGraph runs: with a TTL every key of the prefix expires, without
-one no key gets an expiry, and the Redis commands a checkpoint costs stay bounded."""
+"""RedisStore expiry: under LangGraph runs with a TTL every key of the prefix expires, without
+one no key gets an expiry, and the Redis commands a checkpoint costs stay bounded; mixed
+expiry in one thread, and listings of the old layout."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import pytest
 from redis.asyncio import Redis
 
 from checkpointers.langgraph import CheckpointSaver
+from checkpointers.record import Query, Record, RecordId
+from checkpointers.stores._redis_keys import expiry_key, tenants_key, threads_key
+from checkpointers.stores.redis import RedisStore
 from checkpointers.testing import deterministic_key_ring
 from tests.harness.services import (
     RedisClusterServer,
@@ -154,3 +158,58 @@ async def test_commands_per_checkpoint_stay_bounded(
     assert per_checkpoint <= bound, (per_checkpoint, delta)
     if ttl is None:
         assert not {k: n for k, n in delta.items() if k in _EXPIRY_COMMANDS}, delta
+
+
+def _rec(thread: str, key: str, **fields: Any) -> Record:
+    return Record(RecordId("acme", thread, "", "doc", key), b"body", **fields)
+
+
+async def test_a_record_without_expiry_keeps_its_thread_keys_alive(
+    redis_server_url: str, redis_prefix: str
+) -> None:
+    """A thread first written with expiry, then with a record without: once the first
+    expired, the second is still found through its indexes, and the listings keep it."""
+    client = Redis.from_url(redis_server_url)
+    try:
+        async with RedisStore.from_url(redis_server_url, prefix=redis_prefix) as store:
+            soon = _rec("t", "a", sort="1", group="g", expires_at=time.time() + 0.3)
+            await store.put(soon)
+            keep = _rec("t", "b", sort="2", group="g", status="s")
+            await store.put(keep)
+
+            async def expired() -> bool:
+                return await store.get(soon.id) is None and not await client.exists(
+                    store._tag("acme", "t") + ":r:0:3:doca"
+                )
+
+            await _until(expired, timeout=10.0, what="the first record to expire")
+            await asyncio.sleep(0.4)  # past the first record's lifetime, whatever got it
+            found = await store.find(Query(tenant="acme", thread="t", group="g"))
+            assert [r.id for r in found] == [keep.id]
+            assert await store.find(Query(tenant="acme", thread="t", kind="doc")) == found
+            assert await store.threads("acme") == [("acme", "t")]
+            assert [k for k in await _keys([client], redis_prefix)
+                    if await client.pttl(k) != -1] == []  # fmt: skip
+    finally:
+        await client.aclose()
+
+
+async def test_listings_written_before_their_expiry_sets_keep_their_members(
+    redis_server_url: str, redis_prefix: str
+) -> None:
+    """Listings of the old layout (lex sets alone, without expiry) keep their members when
+    records with expiry are written next to them."""
+    client = Redis.from_url(redis_server_url)
+    try:
+        async with RedisStore.from_url(redis_server_url, prefix=redis_prefix) as store:
+            await store.put(_rec("old", "a"))
+            # The old layout: no expiry sets beside the listings.
+            await client.delete(expiry_key(redis_prefix, None), expiry_key(redis_prefix, "acme"))
+            await store.put(_rec("new", "b", expires_at=time.time() + 0.3))
+            await asyncio.sleep(0.6)
+            await store.put(_rec("newer", "c", expires_at=time.time() + 60))
+            assert await store.threads("acme") == [("acme", "newer"), ("acme", "old")]
+            assert await client.pttl(tenants_key(redis_prefix)) == -1
+            assert await client.pttl(threads_key(redis_prefix, "acme")) == -1
+    finally:
+        await client.aclose()
