@@ -11,9 +11,9 @@ key                            type    content
 ``T:m``                        hash    registry: ``ns\\0kind\\0key`` -> routing
                                        (``sort\\0group\\0status\\0has-lease``)
 ``T:k:<kind>``                 zset    lex members ``sort\\0ns\\0key``
-``T:x:<lp kind><ns>``          zset    lex members ``sort\\0key``
+``T:x:<lp kind><ns>``          zset    lex members ``sort\\0key`` (ns not empty)
 ``T:g:<group>``                zset    lex members ``sort\\0ns\\0kind\\0key``
-``T:c:<lp kind><status>``      zset    lex members ``sort\\0ns\\0key`` (claims)
+``T:c:<lp kind><status>``      zset    ``sort\\0ns\\0key`` (claims; status not empty)
 ``T:L:<kind>``                 zset    score lease_until, members ``sort\\0ns\\0key``
 ``T:e``                        zset    score expires_at, members ``ns\\0kind\\0key``
 ``T:q``                        hash    recent claim operation ids -> claimed member
@@ -259,9 +259,11 @@ local function check(ns_, kind_, key_)
   out[#out + 1] = reply(h)
 end
 
+-- Records of the empty namespace have no kind-and-namespace index: the kind index has
+-- them (its members name the namespace, so others are skipped without a read).
 local idx, shape
 if group then idx, shape = T .. ':g:' .. group, 'g'
-elseif kind and ns then idx, shape = T .. ':x:' .. lp(kind) .. ns, 'x'
+elseif kind and ns and ns ~= '' then idx, shape = T .. ':x:' .. lp(kind) .. ns, 'x'
 elseif kind then idx, shape = T .. ':k:' .. kind, 'k' end
 if idx then
   local lo, hi = '-', '+'
@@ -276,7 +278,7 @@ if idx then
       local p = split(m)
       if shape == 'g' then check(p[2], p[3], p[4])
       elseif shape == 'x' then check(ns, kind, p[2])
-      else check(p[2], kind, p[3]) end
+      elseif not ns or p[2] == ns then check(p[2], kind, p[3]) end
       if limit >= 0 and #out >= limit then break end
     end
     if #batch < step then break end
@@ -311,22 +313,26 @@ if prior then
   return false
 end
 local best, bh, dead = nil, nil, {}
-local function consider(sk)
+-- `status`: the status the record must have (nil: any).
+local function consider(sk, status)
   if best and not lt(sk, best) then return 'later' end
   local p = split(sk)
   local h = load(p[2], kind, p[3])
   if not h then dead[#dead + 1] = p[2] .. '\0' .. kind .. '\0' .. p[3]; return nil end
-  if not live(h, now) then return nil end
+  if not live(h, now) or (status and h.st ~= status) then return nil end
   best, bh = sk, h
   return 'taken'
 end
 for s = 1, tonumber(ARGV[7]) do
-  local idx = T .. ':c:' .. lp(kind) .. ARGV[7 + s]
+  -- Records with the empty status have no claim index: the kind index has them.
+  local status = ARGV[7 + s]
+  local idx = T .. ':c:' .. lp(kind) .. status
+  if status == '' then idx = T .. ':k:' .. kind end
   local off, done = 0, false
   while not done do
     local batch = redis.call('ZRANGEBYLEX', idx, '-', '+', 'LIMIT', off, 16)
     for _, sk in ipairs(batch) do
-      if consider(sk) then done = true; break end
+      if consider(sk, status) then done = true; break end
     end
     if #batch < 16 then done = true end
     off = off + 16

@@ -81,8 +81,10 @@ local function index(ns, kind, key, sort, group, status, lease, e)
   local id = ns .. '\0' .. kind .. '\0' .. key
   local sk = sort .. '\0' .. ns .. '\0' .. key
   zq(T .. ':k:' .. kind, 0, sk)
-  zq(T .. ':x:' .. lp(kind) .. ns, 0, sort .. '\0' .. key)
-  zq(T .. ':c:' .. lp(kind) .. status, 0, sk)
+  -- The empty namespace and the empty status need no index of their own: FIND and
+  -- CLAIM read them from the kind index (entries of the old layout stay harmless).
+  if ns ~= '' then zq(T .. ':x:' .. lp(kind) .. ns, 0, sort .. '\0' .. key) end
+  if status ~= '' then zq(T .. ':c:' .. lp(kind) .. status, 0, sk) end
   if group ~= '' then zq(T .. ':g:' .. group, 0, sort .. '\0' .. id) end
   if lease ~= '' then zq(T .. ':L:' .. kind, lease, sk) end
   if e ~= '' then zq(T .. ':e', e, id) end

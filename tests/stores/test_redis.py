@@ -192,6 +192,24 @@ async def test_refresh_ttl_on_read_pushes_expiry(
             assert await client.pexpiretime(key) >= int(got.expires_at * 1000)
 
 
+async def test_claim_and_find_of_the_empty_status_and_namespace(store: RedisStore) -> None:
+    """Records of the empty status and namespace (no index of their own) are claimed
+    oldest first and found by kind, next to records of other statuses and namespaces."""
+    done = Record(RecordId("acme", "t", "", "doc", "a"), b"x", sort="1", status="done")
+    other = Record(RecordId("acme", "t", "sub", "doc", "b"), b"x", sort="2")
+    first = Record(RecordId("acme", "t", "", "doc", "c"), b"x", sort="3")
+    second = Record(RecordId("acme", "t", "", "doc", "d"), b"x", sort="4")
+    await store.put_many([second, done, other, first])
+    found = await store.find(Query(tenant="acme", thread="t", kind="doc", namespace=""))
+    assert [r.id.key for r in found] == ["a", "c", "d"]
+    claimed = await store.claim(Claim("acme", "t", "doc", ("",), "taken"))
+    assert claimed is not None and claimed.id.key == "b"
+    claimed = await store.claim(Claim("acme", "t", "doc", ("",), "taken"))
+    assert claimed is not None and claimed.id.key == "c"
+    taken = await store.find(Query(tenant="acme", thread="t", statuses=("taken",)))
+    assert [r.id.key for r in taken] == ["b", "c"]
+
+
 # -- connections ------------------------------------------------------------------------
 
 
